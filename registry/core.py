@@ -1,0 +1,223 @@
+"""The Registry class behind every extension point (built on fvcore's)."""
+from __future__ import annotations
+
+import difflib
+import inspect
+import os
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+
+from fvcore.common.registry import Registry as _FvcoreRegistry
+
+
+class RegistryError(Exception):
+    """Base class of the errors raised by registries; the message says what to do."""
+
+
+class DuplicateNameError(RegistryError, ValueError):
+    pass
+
+
+class UnknownNameError(RegistryError, KeyError):
+    def __str__(self) -> str:  # KeyError would repr() the message and hide the newlines
+        return str(self.args[0]) if self.args else ""
+
+
+class PluginParamsError(RegistryError, ValueError):
+    pass
+
+
+def closest_match(name: str, candidates) -> Optional[str]:
+    matches = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+def _caller_site(depth: int) -> str:
+    frame = inspect.stack()[depth]
+    return f"{os.path.abspath(frame.filename)}:{frame.lineno}"
+
+
+def _definition_site(obj: Any) -> str:
+    try:
+        return f"{os.path.abspath(inspect.getsourcefile(obj))}:{inspect.getsourcelines(obj)[1]}"
+    except (TypeError, OSError):
+        return getattr(obj, "__module__", "<unknown>")
+
+
+def spec_name_and_params(spec: Any) -> Tuple[str, Dict[str, Any]]:
+    """Split a plugin spec (``"name"`` or ``{NAME, PARAMS}``) into name and params."""
+    if isinstance(spec, str):
+        return spec, {}
+    if not isinstance(spec, Mapping):
+        try:  # an OmegaConf DictConfig
+            from omegaconf import OmegaConf
+
+            spec = OmegaConf.to_container(spec, resolve=True)
+        except Exception:
+            raise RegistryError(f"A plugin spec must be a name or a mapping with NAME and PARAMS, got {spec!r}")
+    name = spec.get("NAME", spec.get("name"))
+    if name is None:
+        raise RegistryError(f"Plugin spec {dict(spec)!r} has no NAME: add NAME: <registered name>.")
+    params = spec.get("PARAMS", spec.get("params")) or {}
+    if not isinstance(params, Mapping):
+        try:
+            from omegaconf import OmegaConf
+
+            params = OmegaConf.to_container(params, resolve=True)
+        except Exception:
+            raise RegistryError(f"PARAMS of plugin {name!r} must be a mapping, got {params!r}")
+    return str(name), dict(params)
+
+
+class Registry(_FvcoreRegistry):
+    """A named registry of plugins of one kind.
+
+    Differences from fvcore's: plugins are registered under an explicit name;
+    duplicate names fail naming both registration sites; unknown names fail
+    listing the registered names and the closest match; ``build`` creates a
+    plugin from a ``{NAME, PARAMS}`` spec after checking PARAMS against the
+    plugin's signature.
+    """
+
+    def __init__(self, kind: str, doc: str = "") -> None:
+        super().__init__(kind.upper().replace(" ", "_"))
+        self.kind = kind
+        self.__doc__ = doc
+        self._sites: Dict[str, str] = {}
+
+    # ----------------------------------------------------------- registration
+    def _do_register(self, name: str, obj: Any, site: Optional[str] = None) -> None:
+        site = site or _definition_site(obj)
+        existing = self._obj_map.get(name)
+        if existing is not None:
+            if existing is obj:
+                return
+            raise DuplicateNameError(
+                f"Cannot register {self.kind} {name!r} at {site}: that name is already registered "
+                f"at {self._sites.get(name, '<unknown>')} ({existing!r}). Pick another name."
+            )
+        self._obj_map[name] = obj
+        self._sites[name] = site
+
+    def register(self, obj: Any = None, name: Optional[str] = None) -> Any:  # type: ignore[override]
+        if obj is None:
+            return self.decorator()(name) if name else self.decorator()
+        self._do_register(name or obj.__name__, obj)
+        return obj
+
+    def decorator(self, after: Optional[Callable[[str, Any], None]] = None) -> Callable:
+        """Return ``register_<kind>(name)``, the decorator plugins use."""
+
+        def register_named(name: str) -> Callable:
+            if not isinstance(name, str) or not name:
+                raise RegistryError(f"register_{self.kind.replace(' ', '_')}() needs a non-empty name string, got {name!r}")
+            site = _caller_site(2)
+
+            def deco(obj: Any) -> Any:
+                self._do_register(name, obj, site=site)
+                if after is not None:
+                    after(name, obj)
+                return obj
+
+            return deco
+
+        register_named.__doc__ = f"Register a {self.kind} plugin under ``name``.\n\n{self.__doc__ or ''}"
+        register_named.__name__ = f"register_{self.kind.replace(' ', '_')}"
+        return register_named
+
+    # ---------------------------------------------------------------- look-up
+    def names(self):
+        from registry.discovery import ensure_builtin_plugins
+
+        ensure_builtin_plugins()
+        return sorted(self._obj_map)
+
+    def __contains__(self, name: str) -> bool:
+        from registry.discovery import ensure_builtin_plugins
+
+        ensure_builtin_plugins()
+        return name in self._obj_map
+
+    def get(self, name: str) -> Any:
+        from registry.discovery import ensure_builtin_plugins
+
+        ensure_builtin_plugins()
+        obj = self._obj_map.get(name)
+        if obj is None:
+            known = sorted(self._obj_map)
+            guess = closest_match(name, known)
+            hint = f" Did you mean {guess!r}?" if guess else ""
+            raise UnknownNameError(
+                f"Unknown {self.kind} {name!r}.{hint} Registered {self.kind}s: {', '.join(known) or '(none)'}. "
+                f"A third-party plugin must be imported first: list its module under PLUGINS: in the config "
+                f"or declare the 'ssl_ext.plugins' entry point."
+            )
+        return obj
+
+    def site(self, name: str) -> str:
+        return self._sites.get(name, "<unknown>")
+
+    # ---------------------------------------------------------------- building
+    def check_params(self, name: str, params: Mapping[str, Any], context: Mapping[str, Any] = ()) -> None:
+        """Check ``params`` against the plugin's signature; raise naming the bad key."""
+        check_params_against(self.get(name), f"{self.kind} {name!r}", params, context)
+
+    def build(self, spec: Any, **context: Any) -> Any:
+        """Create a plugin from a spec (``name`` or ``{NAME, PARAMS}``) plus build-time context."""
+        name, params = spec_name_and_params(spec)
+        obj = self.get(name)
+        self.check_params(name, params, context)
+        return build(obj, params, context)
+
+
+def _signature_target(obj: Any) -> Callable:
+    return obj.__init__ if inspect.isclass(obj) else obj
+
+
+def plugin_signature(obj: Any) -> inspect.Signature:
+    sig = inspect.signature(_signature_target(obj))
+    params = [p for n, p in sig.parameters.items() if n != "self"]
+    return sig.replace(parameters=params)
+
+
+def check_params_against(obj: Any, what: str, params: Mapping[str, Any], context: Mapping[str, Any] = ()) -> None:
+    try:
+        sig = plugin_signature(obj)
+    except (TypeError, ValueError):
+        return
+    accepted = {
+        n: p for n, p in sig.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+    has_var_kw = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
+    user_settable = sorted(n for n in accepted if n not in context)
+    if not has_var_kw:
+        for key in params:
+            if key not in accepted or key in context:
+                guess = closest_match(key, user_settable)
+                hint = f" Did you mean {guess!r}?" if guess else ""
+                raise PluginParamsError(
+                    f"{what} has no parameter {key!r}.{hint} Its parameters are: {', '.join(user_settable) or '(none)'}."
+                )
+    missing = [
+        n for n, p in accepted.items() if p.default is inspect.Parameter.empty and n not in params and n not in context
+    ]
+    if missing:
+        raise PluginParamsError(f"{what} needs a value for {', '.join(map(repr, missing))}: set it under PARAMS.")
+
+
+def _has_own_from_config(obj: Any) -> bool:
+    fc = getattr(obj, "from_config", None)
+    if fc is None or not inspect.isclass(obj):
+        return False
+    # Classy Vision's ClassyLoss.from_config is abstract (raises NotImplementedError).
+    for klass in obj.__mro__:
+        if "from_config" in klass.__dict__:
+            return not (klass.__module__.startswith("classy_vision") and klass.__name__ == "ClassyLoss")
+    return False
+
+
+def build(obj: Any, params: Mapping[str, Any], context: Mapping[str, Any] = ()) -> Any:
+    """Instantiate plugin ``obj`` with ``params`` and build-time ``context``."""
+    kwargs = {**dict(params), **dict(context)}
+    if _has_own_from_config(obj):
+        return obj.from_config(kwargs)
+    return obj(**kwargs)

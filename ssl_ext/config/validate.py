@@ -1,0 +1,165 @@
+"""Config validation against configs_yaml/defaults.yaml, before anything heavy starts.
+
+The defaults file is the schema: a key it does not have is a typo (the error
+names the closest valid key), a value of another type than the default's is an
+error naming key, value and expected type, and ``???`` marks a value a run must
+set. ``PARAMS`` mappings are checked against the named plugin's signature.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, List, Optional
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from ssl_ext.config.errors import ConfigError
+
+# Free-form mappings: their keys belong to a plugin (checked against its signature) or to the user.
+FREE_FORM_KEYS = {"PARAMS", "SOURCE_PARAMS", "LOSS_SCHEDULES"}
+# Lists of plugin specs, and the registry each item's NAME is looked up in.
+PLUGIN_LISTS = {"config.MODEL.HEADS": "head", "config.HOOKS.EXTRA": "hook"}
+# Sections with NAME + PARAMS, and the registry each NAME belongs to.
+PLUGIN_SECTIONS = {
+    "config.MODEL.TRUNK": "trunk",
+    "config.LOSS": "loss",
+    "config.OPTIMIZER": "optimizer",
+    "config.DATA.TRAIN.TRANSFORM": "transform",
+    "config.DATA.VAL.TRANSFORM": "transform",
+    "config.DATA.TRAIN.SAMPLER": "sampler",
+}
+# Context arguments the framework passes at build time (not settable under PARAMS).
+BUILD_CONTEXT = {
+    "head": {"in_dim"},
+    "optimizer": {"params"},
+    "sampler": {"dataset", "batch_size", "rank", "world_size", "seed"},
+}
+
+
+@functools.lru_cache(maxsize=1)
+def schema() -> DictConfig:
+    from ssl_ext.config.compose import CONFIGS_ROOT
+
+    return OmegaConf.load(CONFIGS_ROOT / "defaults.yaml")
+
+
+def _all_keys(node: Any, prefix: str = "") -> List[str]:
+    keys = []
+    if isinstance(node, DictConfig):
+        for k in node.keys():
+            path = f"{prefix}.{k}" if prefix else str(k)
+            keys.append(path)
+            if str(k) not in FREE_FORM_KEYS:
+                keys += _all_keys(node._get_node(k), path)
+    return keys
+
+
+def suggest_key(key: str) -> str:
+    from registry.core import closest_match
+
+    known = _all_keys(schema())
+    last = key.split(".")[-1]
+    guess = closest_match(key, known) or next((k for k in known if k.split(".")[-1] == last), None)
+    if guess is None:
+        leaf_guess = closest_match(last, sorted({k.split(".")[-1] for k in known}))
+        guess = next((k for k in known if leaf_guess and k.endswith("." + leaf_guess)), None)
+    return f" Did you mean {guess!r}?" if guess else ""
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, (list, tuple, ListConfig)):
+        return "list"
+    if isinstance(value, (dict, DictConfig)):
+        return "mapping"
+    return type(value).__name__
+
+
+def _compatible(default: Any, value: Any) -> bool:
+    if default is None or value is None:
+        return True
+    expected, got = _type_name(default), _type_name(value)
+    return expected == got or (expected == "float" and got == "int")
+
+
+def _check_node(node: DictConfig, ref: DictConfig, path: str, source: str) -> None:
+    for key in node.keys():
+        key = str(key)
+        full = f"{path}.{key}"
+        if key not in ref:
+            raise ConfigError(f"Unknown config key {full!r} (in {source}).{suggest_key(full)}")
+        if OmegaConf.is_missing(node, key):
+            raise ConfigError(f"Config key {full!r} is required but has no value ('???'): set {full}=<value>.")
+        if OmegaConf.is_missing(ref, key):
+            continue
+        value, default = node._get_node(key), ref._get_node(key)
+        value_py = OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value._value()
+        default_py = (
+            OmegaConf.to_container(default, resolve=True) if isinstance(default, (DictConfig, ListConfig)) else default._value()
+        )
+        if not _compatible(default_py, value_py):
+            raise ConfigError(
+                f"Config key {full!r} = {value_py!r} (in {source}) has type {_type_name(value_py)}; "
+                f"expected {_type_name(default_py)} like the default {default_py!r}."
+            )
+        if key in FREE_FORM_KEYS:
+            continue
+        if isinstance(value, DictConfig) and isinstance(default, DictConfig):
+            _check_node(value, default, full, source)
+
+
+def _check_plugin(kind: str, spec: Any, where: str) -> None:
+    import registry
+    from registry.core import RegistryError, spec_name_and_params
+
+    try:
+        name, params = spec_name_and_params(spec)
+        reg = registry.ALL_REGISTRIES[kind]
+        reg.check_params(name, params, context={k: None for k in BUILD_CONTEXT.get(kind, ())})
+    except RegistryError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _select(cfg: DictConfig, path: str) -> Optional[Any]:
+    return OmegaConf.select(cfg, path, default=None)
+
+
+def validate_plugins(cfg: DictConfig) -> None:
+    """Check every named plugin exists and its PARAMS match its signature."""
+    from registry import load_plugins
+
+    load_plugins(list(_select(cfg, "config.PLUGINS") or []), origin="config.PLUGINS")
+    for path, kind in PLUGIN_SECTIONS.items():
+        spec = _select(cfg, path)
+        if spec is not None and spec.get("NAME"):
+            _check_plugin(kind, spec, path)
+    for path, kind in PLUGIN_LISTS.items():
+        for i, spec in enumerate(_select(cfg, path) or []):
+            if not isinstance(spec, DictConfig) or "NAME" not in spec:
+                raise ConfigError(f"{path}[{i}] must be a mapping with NAME and PARAMS, got {spec!r}.")
+            _check_plugin(kind, spec, f"{path}[{i}]")
+    import registry
+
+    engine = _select(cfg, "config.ENGINE_NAME")
+    try:
+        registry.ENGINES.get(engine)
+    except Exception as exc:
+        raise ConfigError(f"config.ENGINE_NAME: {exc}") from None
+
+
+def validate_config(cfg: DictConfig, source: str = "config", check_plugins: bool = True) -> None:
+    """Raise ConfigError for unknown keys, wrong types, missing values and bad plugin params."""
+    if "config" not in cfg:
+        raise ConfigError(f"{source}: the YAML must have a top-level 'config:' key (VISSL layout).")
+    extra = [str(k) for k in cfg.keys() if str(k) != "config"]
+    if extra:
+        raise ConfigError(f"{source}: unexpected top-level keys {extra}; put everything under 'config:'.")
+    _check_node(cfg.config, schema().config, "config", source)
+    if check_plugins:
+        validate_plugins(cfg)

@@ -1,0 +1,27 @@
+"""What one training step hands to the loss."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import torch
+
+
+@dataclass
+class ModelOutput:
+    """Per-view outputs of one step (local batch of this rank).
+
+    student: head outputs of the student (online) network, one ``(N, D)`` tensor
+        per view in ``student_views`` (after ``MODEL.STUDENT_ONLY_HEADS`` too, e.g.
+        BYOL's predictor).
+    teacher: outputs of the EMA teacher (trunk + ``MODEL.HEADS``), one per view in
+        ``teacher_views``, computed without gradient; ``None`` without a teacher.
+    student_views / teacher_views: indices into the batch's ``views`` list.
+    extras: anything a model adds (e.g. ``student_embeddings`` before student-only heads).
+    """
+
+    student: List[torch.Tensor]
+    teacher: Optional[List[torch.Tensor]] = None
+    student_views: List[int] = field(default_factory=list)
+    teacher_views: List[int] = field(default_factory=list)
+    extras: Dict[str, object] = field(default_factory=dict)
