@@ -61,19 +61,23 @@ def epoch_rng(seed: int, epoch: int, stream: int = 0) -> np.random.Generator:
 def systematic_round(expected: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Integer counts with ``E[count_c] = expected_c``, each ``floor`` or ``ceil`` of it, summing to ``round(sum)``.
 
-    Systematic sampling over a random order of the entries: one uniform offset
-    ``u``, ``count_c = floor(T_c + u) - floor(T_{c-1} + u)`` with ``T`` the running sum.
-    The random order decorrelates neighbouring entries.
+    The integer parts are kept; the fractional parts are resolved by systematic
+    sampling over a random order of the entries (one uniform offset ``u``, entry ``c``
+    gets one more when ``floor(F_c + u) > floor(F_{c-1} + u)`` with ``F`` the running
+    sum of fractions). An entry with no fractional part never gets one more, so a
+    count never exceeds ``ceil(expected_c)`` even with float round-off.
     """
     expected = np.asarray(expected, dtype=np.float64)
+    whole = np.floor(expected)
+    fractions = expected - whole
     order = rng.permutation(expected.size)
-    cumulative = np.concatenate([[0.0], np.cumsum(expected[order])])
-    # Guard the float sum so an integral total stays integral.
-    cumulative[-1] = np.round(cumulative[-1]) if abs(cumulative[-1] - np.round(cumulative[-1])) < 1e-6 else cumulative[-1]
-    marks = np.floor(cumulative + rng.random())
-    counts = np.empty(expected.size, dtype=np.int64)
-    counts[order] = np.diff(marks).astype(np.int64)
-    return counts
+    cumulative = np.concatenate([[0.0], np.cumsum(fractions[order])])
+    nearest = np.round(cumulative[-1])
+    if abs(cumulative[-1] - nearest) < 1e-6:  # keep an integral total integral despite round-off
+        cumulative[-1] = nearest
+    extra = np.empty(expected.size, dtype=np.int64)
+    extra[order] = np.diff(np.floor(cumulative + rng.random())).astype(np.int64)
+    return whole.astype(np.int64) + extra
 
 
 class ClassIndex:

@@ -1,0 +1,32 @@
+"""``class_balanced``: every class is drawn with the same probability (re-balancing).
+
+Class-balanced re-sampling, the classic remedy for long-tailed supervised
+learning (e.g. Kang et al., "Decoupling Representation and Classifier for
+Long-Tailed Recognition", arXiv:1910.09217): each class that has images is picked
+with probability ``1 / C``, whatever its size, so tail classes repeat their few
+images and head classes are subsampled. Per epoch, class counts are exact up to
+less than one image per class; see ``class_weighted_base`` for the algorithm
+and ``ssl_ext.samplers.base`` for the rank layout and resume contract.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from registry import register_sampler
+from ssl_ext.samplers.class_weighted_base import ClassWeightedSampler
+
+
+@register_sampler("class_balanced")
+class ClassBalancedSampler(ClassWeightedSampler):
+    """Uniform over the classes present in the dataset."""
+
+    owner = "class_balanced sampler"
+
+    def __init__(
+        self, dataset: Any, batch_size: int, rank: int, world_size: int, seed: int, drop_last: bool = True,
+        num_batches_per_epoch: int = 0,
+    ) -> None:
+        super().__init__(dataset, batch_size, rank, world_size, seed, drop_last, num_batches_per_epoch)
+        self.set_class_probabilities((self.class_index.counts > 0).astype(np.float64))
