@@ -31,7 +31,7 @@ PLUGIN_SECTIONS = {
 BUILD_CONTEXT = {
     "head": {"in_dim"},
     "optimizer": {"params"},
-    "sampler": {"dataset", "batch_size", "rank", "world_size", "seed"},
+    "sampler": {"dataset", "batch_size", "rank", "world_size", "seed", "drop_last"},
 }
 
 

@@ -1,0 +1,111 @@
+"""The ``train`` engine: config -> components -> ``trainer.train``."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, Dict, List
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+import registry
+from registry import register_engine
+from ssl_ext.config.compose import save_config
+from ssl_ext.engine import builders
+from ssl_ext.engine.model import make_teacher
+from ssl_ext.engine.trainer import SkipFirstSampler, Task, train
+from ssl_ext.utils import distributed as dist_utils
+from ssl_ext.utils.io import path_manager, read_text
+
+logger = logging.getLogger(__name__)
+
+# Default hooks and the config switch of each (None: always on). Extra hooks come from HOOKS.EXTRA.
+DEFAULT_HOOKS = {
+    "progress_logger": None,
+    "metrics_jsonl": None,
+    "tensorboard": "TENSORBOARD.ENABLED",
+    "nan_guard": "NAN_GUARD",
+    "model_complexity": "MODEL_COMPLEXITY.ENABLED",
+    "checkpoint": None,
+    "plot_curves": "PLOT_CURVES",
+}
+
+
+def build_hooks(cfg: DictConfig) -> List[Any]:
+    hooks_cfg = cfg.config.HOOKS
+    hooks = [
+        registry.build_hook(name)
+        for name, switch in DEFAULT_HOOKS.items()
+        if switch is None or OmegaConf.select(hooks_cfg, switch)
+    ]
+    hooks += [registry.build_hook(OmegaConf.to_container(spec, resolve=True)) for spec in hooks_cfg.EXTRA]
+    return hooks
+
+
+def resolve_device(cfg: DictConfig) -> torch.device:
+    wanted = str(cfg.config.MACHINE.DEVICE)
+    if wanted == "auto":
+        wanted = "cuda" if torch.cuda.is_available() else "cpu"
+    if wanted.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError("config.MACHINE.DEVICE=cuda but no CUDA device is visible; use cpu or auto.")
+        if wanted == "cuda":
+            local_rank = int(os.environ.get("LOCAL_RANK", 0))
+            wanted = f"cuda:{local_rank % torch.cuda.device_count()}"
+            torch.cuda.set_device(wanted)
+    return torch.device(wanted)
+
+
+def finished_run(run_dir: str) -> Dict[str, Any] | None:
+    marker = os.path.join(run_dir, "DONE")
+    if path_manager.exists(marker):
+        return json.loads(read_text(marker))
+    return None
+
+
+def build_task(cfg: DictConfig) -> Task:
+    """Build every component of a training run from the config (no training yet)."""
+    c = cfg.config
+    device = resolve_device(cfg)
+    rank, world_size = dist_utils.get_rank(), dist_utils.get_world_size()
+    dataset = builders.build_dataset(cfg, "TRAIN")
+    loader, sampler = builders.build_loader(cfg, dataset, "TRAIN", rank, world_size, int(c.SEED_VALUE))
+    skip_sampler = SkipFirstSampler(sampler)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=loader.batch_size, sampler=skip_sampler, drop_last=loader.drop_last,
+        num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
+    )
+    student = builders.build_model(cfg)
+    if world_size > 1 and c.MODEL.SYNC_BN:
+        student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(student)
+    student.to(device)
+    loss = builders.build_loss(cfg).to(device)
+    teacher = make_teacher(student).to(device) if c.MODEL.EMA_TEACHER.ENABLED else None
+    optimizer = builders.build_optimizer(cfg, {"model": student, "loss": loss})
+    task = Task(cfg, student, loss, optimizer, loader, skip_sampler, build_hooks(cfg), teacher=teacher, device=device)
+    if world_size > 1:
+        task.step_module = torch.nn.parallel.DistributedDataParallel(
+            task.step_module, device_ids=[device.index] if device.type == "cuda" else None,
+        )
+    return task
+
+
+@register_engine("train")
+def train_engine(cfg: DictConfig) -> Dict[str, Any]:
+    """Pretrain: auto-resume from the newest readable checkpoint, train, write DONE."""
+    c = cfg.config
+    run_dir = str(c.CHECKPOINT.DIR)
+    done = finished_run(run_dir)
+    if done is not None and c.CHECKPOINT.AUTO_RESUME:
+        task_iters = done.get("max_iterations")
+        if dist_utils.is_primary():
+            logger.warning("Run %s already finished at iteration %s (see %s/DONE); nothing to do.", run_dir, done.get("iteration"), run_dir)
+        return {**done, "already_finished": True, "planned": task_iters}
+    if dist_utils.is_primary():
+        path_manager.mkdirs(run_dir)
+        save_config(cfg, os.path.join(run_dir, "train_config.yaml"))
+    task = build_task(cfg)
+    if c.CHECKPOINT.AUTO_RESUME:
+        task.try_auto_resume()
+    return train(task)

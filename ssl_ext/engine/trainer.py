@@ -1,0 +1,330 @@
+"""The training loop: one small explicit loop (dinov2 style); everything else is a plugin or a hook.
+
+``Task`` holds what the loop and the hooks share. ``train(task)`` runs it:
+
+    on_start
+    for each epoch:        on_phase_start
+        for each batch:    schedules -> forward (+ teacher) -> loss -> on_forward
+                           backward -> on_backward
+                           [every ACCUMULATE_GRAD_STEPS] clip, optimizer step, EMA -> on_update
+                           on_step; a stop request (SLURM signal) saves and raises Preempted
+        on_phase_end
+    on_end
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+from typing import Any, Dict, List, Optional
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+from torch.utils.data import Sampler
+
+from ssl_ext.engine import checkpoint as ckpt
+from ssl_ext.engine import preemption
+from ssl_ext.engine.model import SSLModel, ema_update
+from ssl_ext.engine.output import ModelOutput
+from ssl_ext.engine.schedules import loss_param_schedule, lr_schedule, wd_schedule, build_schedule
+from ssl_ext.utils import distributed as dist_utils
+from ssl_ext.utils.io import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+
+class SkipFirstSampler(Sampler):
+    """Yields the wrapped sampler's indices after skipping the first ``skip`` (mid-epoch resume).
+
+    The wrapped sampler is deterministic from (seed, epoch), so skipping the
+    batches a run already consumed continues the epoch exactly.
+    """
+
+    def __init__(self, sampler: Sampler):
+        self.sampler, self.skip = sampler, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        skip, self.skip = self.skip, 0
+        for i, index in enumerate(self.sampler):
+            if i >= skip:
+                yield index
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class TrainStep(nn.Module):
+    """Student forward plus loss in one module, so DDP synchronizes the gradients of both
+    (losses may own parameters, e.g. MSN's prototypes)."""
+
+    def __init__(self, student: SSLModel, loss: nn.Module, student_views: List[int]):
+        super().__init__()
+        self.student, self.loss = student, loss
+        self.student_views = student_views
+
+    def forward(self, batch: Dict[str, Any], teacher_out: Optional[List[torch.Tensor]], teacher_views: List[int]):
+        views = [batch["views"][i] for i in self.student_views]
+        student_out = self.student(views, mask=True)
+        output = ModelOutput(student=student_out, teacher=teacher_out, student_views=self.student_views, teacher_views=teacher_views)
+        terms = self.loss(output, batch)
+        if not isinstance(terms, dict):
+            terms = {"loss": terms}
+        if "loss" not in terms:
+            raise KeyError(f"Loss {type(self.loss).__name__} returned terms {sorted(terms)} without a 'loss' entry.")
+        return terms, output
+
+
+class Task:
+    """Everything the loop and its hooks share for one run (VISSL's task, made small).
+
+    Attributes hooks may read: cfg, run_dir, device, rank, world_size, student,
+    teacher, loss, optimizer, train_loader, sampler, epoch, iteration (optimizer
+    updates done), step_in_epoch (batches consumed this epoch), max_iterations,
+    num_epochs, iterations_per_epoch, batch, last_output, last_loss_terms (floats),
+    lr, weight_decay, ema_momentum, global_batch_size, last_checkpoint_path, hooks.
+    """
+
+    def __init__(self, cfg: DictConfig, student: SSLModel, loss: nn.Module, optimizer: torch.optim.Optimizer,
+                 train_loader, sampler, hooks: List[Any], teacher: Optional[SSLModel] = None,
+                 device: Optional[torch.device] = None):
+        c = cfg.config
+        self.cfg = cfg
+        self.run_dir = str(c.CHECKPOINT.DIR)
+        self.device = device or torch.device("cpu")
+        self.rank, self.world_size = dist_utils.get_rank(), dist_utils.get_world_size()
+        self.student, self.teacher, self.loss, self.optimizer = student, teacher, loss, optimizer
+        self.train_loader, self.sampler, self.hooks = train_loader, sampler, hooks
+        self.accumulate = int(c.OPTIMIZER.ACCUMULATE_GRAD_STEPS)
+        self.num_epochs = int(c.OPTIMIZER.NUM_EPOCHS)
+        self.iterations_per_epoch = len(train_loader) // self.accumulate
+        if self.iterations_per_epoch == 0:
+            raise ValueError(
+                f"An epoch has {len(train_loader)} batches, fewer than ACCUMULATE_GRAD_STEPS={self.accumulate}: "
+                f"lower config.DATA.TRAIN.BATCHSIZE_PER_REPLICA or use more data."
+            )
+        planned = self.num_epochs * self.iterations_per_epoch
+        max_iters = int(c.OPTIMIZER.MAX_ITERATIONS)
+        self.max_iterations = min(planned, max_iters) if max_iters > 0 else planned
+        self.global_batch_size = int(c.DATA.TRAIN.BATCHSIZE_PER_REPLICA) * self.world_size * self.accumulate
+        self.peak_lr = float(c.OPTIMIZER.BASE_LR) * self.global_batch_size / float(c.OPTIMIZER.BASE_LR_BATCH_SIZE)
+        self.lr_schedule = lr_schedule(c.OPTIMIZER, self.peak_lr, self.num_epochs)
+        self.wd_schedule = wd_schedule(c.OPTIMIZER)
+        ema = c.MODEL.EMA_TEACHER
+        self.ema_schedule = build_schedule("linear", float(ema.MOMENTUM_START), float(ema.MOMENTUM_END))
+        self.loss_schedules = {
+            name: loss_param_schedule(name, dict(spec)) for name, spec in (c.LOSS_SCHEDULES or {}).items()
+        }
+        for name in self.loss_schedules:
+            if not hasattr(loss, name):
+                raise ValueError(
+                    f"config.LOSS_SCHEDULES.{name}: loss {type(loss).__name__} has no attribute {name!r} to schedule."
+                )
+        self.student_views = list(c.MODEL.STUDENT_VIEWS)
+        self.teacher_views = list(c.MODEL.TEACHER_VIEWS)
+        amp = c.MODEL.AMP
+        self.amp_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(str(amp.DTYPE))
+        if amp.ENABLED and self.amp_dtype is None:
+            raise ValueError(f"config.MODEL.AMP.DTYPE={amp.DTYPE!r}: use bfloat16 or float16.")
+        if amp.ENABLED and self.amp_dtype == torch.float16 and self.device.type != "cuda":
+            raise ValueError("config.MODEL.AMP.DTYPE=float16 needs CUDA; use bfloat16 on CPU.")
+        self.amp_enabled = bool(amp.ENABLED)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_enabled and self.amp_dtype == torch.float16)
+        self.clip_grad_norm = float(c.OPTIMIZER.CLIP_GRAD_NORM)
+        self.epoch = self.iteration = self.step_in_epoch = 0
+        self.lr = self.weight_decay = self.ema_momentum = 0.0
+        self.batch: Optional[Dict[str, Any]] = None
+        self.last_output: Optional[ModelOutput] = None
+        self.last_loss_terms: Dict[str, float] = {}
+        self.last_checkpoint_path: Optional[str] = None
+        self.resumed_from: Optional[str] = None
+        self.step_module: nn.Module = TrainStep(student, loss, self.student_views or [])
+
+    # ----------------------------------------------------------------- events
+    def run_hooks(self, event: str) -> None:
+        for hook in self.hooks:
+            getattr(hook, event)(self)
+
+    def log_metrics(self, scalars: Dict[str, Any]) -> None:
+        """Send one record (``iteration``/``epoch`` added) to every metric sink hook (jsonl, TensorBoard)."""
+        record = {"iteration": self.iteration, "epoch": self.epoch, **scalars}
+        for hook in self.hooks:
+            write = getattr(hook, "write_metrics", None)
+            if write is not None:
+                write(self, record)
+
+    @property
+    def done(self) -> bool:
+        return self.iteration >= self.max_iterations
+
+    # ------------------------------------------------------------ checkpoints
+    def state_dict(self) -> Dict[str, Any]:
+        return {
+            "model": self.student.state_dict(),
+            "teacher": self.teacher.state_dict() if self.teacher is not None else None,
+            "loss": self.loss.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "iteration": self.iteration,
+            "step_in_epoch": self.step_in_epoch,
+            "hooks": {type(h).__name__: h.state_dict() for h in self.hooks if hasattr(h, "state_dict")},
+        }
+
+    def save_checkpoint(self) -> str:
+        """All ranks call this (their RNG states are gathered); rank 0 writes atomically."""
+        rng_states = dist_utils.all_gather_object(ckpt.rng_state())
+        path = ckpt.checkpoint_path(self.run_dir, self.iteration)
+        if self.rank == 0:
+            state = self.state_dict()
+            state["rng"] = rng_states
+            state["world_size"] = self.world_size
+            path = ckpt.save_checkpoint(self.run_dir, self.iteration, state, int(self.cfg.config.CHECKPOINT.KEEP_LAST))
+        dist_utils.barrier()
+        self.last_checkpoint_path = path
+        return path
+
+    def load_state_dict(self, state: Dict[str, Any], path: str) -> None:
+        self.student.load_state_dict(state["model"])
+        if self.teacher is not None and state.get("teacher") is not None:
+            self.teacher.load_state_dict(state["teacher"])
+        self.loss.load_state_dict(state["loss"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.iteration = int(state["epoch"]), int(state["iteration"])
+        self.step_in_epoch = int(state["step_in_epoch"])
+        for hook in self.hooks:
+            saved = state.get("hooks", {}).get(type(hook).__name__)
+            if saved is not None and hasattr(hook, "load_state_dict"):
+                hook.load_state_dict(saved)
+        rng = state.get("rng") or []
+        if len(rng) == self.world_size:
+            ckpt.set_rng_state(rng[self.rank])
+        else:
+            logger.warning(
+                "Checkpoint %s was written with %d processes, this run has %d: RNG streams restart from the seed, "
+                "so the continuation is not bit-exact.", path, len(rng), self.world_size,
+            )
+        self.last_checkpoint_path = self.resumed_from = path
+
+    def try_auto_resume(self) -> bool:
+        found = ckpt.load_newest_checkpoint(self.run_dir)
+        if found is None:
+            return False
+        path, state = found
+        self.load_state_dict(state, path)
+        logger.info("Resumed from %s (epoch %d, iteration %d).", path, self.epoch, self.iteration)
+        return True
+
+    # ------------------------------------------------------------------ steps
+    def apply_schedules(self) -> None:
+        where = min(self.iteration / max(self.max_iterations, 1), 1.0 - 1e-9)
+        self.lr, self.weight_decay = float(self.lr_schedule(where)), float(self.wd_schedule(where))
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
+            if group.get("apply_weight_decay", True):
+                group["weight_decay"] = self.weight_decay
+        self.ema_momentum = float(self.ema_schedule(where))
+        for name, schedule in self.loss_schedules.items():
+            setattr(self.loss, name, float(schedule(where)))
+
+    def autocast(self):
+        if not self.amp_enabled:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def teacher_forward(self, batch: Dict[str, Any]) -> Optional[List[torch.Tensor]]:
+        if self.teacher is None:
+            return None
+        views = [batch["views"][i] for i in self.teacher_views] if self.teacher_views else batch["views"]
+        with torch.no_grad():
+            return [t.detach() for t in self.teacher(views, mask=False, use_student_heads=False)]
+
+    def step(self, batch: Dict[str, Any]) -> None:
+        self.batch = batch = _to_device(batch, self.device)
+        if not self.student_views:
+            self.step_module_views(len(batch["views"]))
+        self.apply_schedules()
+        is_update = (self.step_in_epoch + 1) % self.accumulate == 0
+        sync = contextlib.nullcontext() if is_update or not hasattr(self.step_module, "no_sync") else self.step_module.no_sync()
+        with sync:
+            with self.autocast():
+                teacher_out = self.teacher_forward(batch)
+                terms, output = self.step_module(batch, teacher_out, self.teacher_views or list(range(len(batch["views"]))))
+            self.last_output = output
+            self.loss_tensor = terms["loss"]
+            self.last_loss_terms = {k: float(v.detach().float()) for k, v in terms.items()}
+            self.run_hooks("on_forward")
+            self.scaler.scale(terms["loss"] / self.accumulate).backward()
+        self.run_hooks("on_backward")
+        self.step_in_epoch += 1
+        if is_update:
+            self.scaler.unscale_(self.optimizer)
+            if self.clip_grad_norm > 0:
+                params = [p for g in self.optimizer.param_groups for p in g["params"]]
+                torch.nn.utils.clip_grad_norm_(params, self.clip_grad_norm)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.teacher is not None:
+                ema_update(self.teacher, self.student, self.ema_momentum)
+            self.iteration += 1
+            self.run_hooks("on_update")
+        self.run_hooks("on_step")
+
+    def step_module_views(self, num_views: int) -> None:
+        self.student_views = list(range(num_views))
+        inner = self.step_module.module if hasattr(self.step_module, "module") else self.step_module
+        inner.student_views = self.student_views
+
+
+def _to_device(batch: Dict[str, Any], device: torch.device) -> Dict[str, Any]:
+    if device.type == "cpu":
+        return batch
+
+    def move(value):
+        if isinstance(value, list):
+            return [v.to(device, non_blocking=True) for v in value]
+        return value.to(device, non_blocking=True)
+
+    return {key: move(value) for key, value in batch.items()}
+
+
+def train(task: Task) -> Dict[str, Any]:
+    """Run (or continue) training until ``task.max_iterations``; return a summary."""
+    task.run_hooks("on_start")
+    while not task.done:
+        task.sampler.set_epoch(task.epoch)
+        task.train_loader.dataset.set_epoch(task.epoch)
+        task.sampler.skip = task.step_in_epoch * task.train_loader.batch_size
+        # Micro-batches left over at the end of the previous epoch must not leak into this one.
+        task.optimizer.zero_grad(set_to_none=True)
+        task.run_hooks("on_phase_start")
+        for batch in task.train_loader:
+            task.step(batch)
+            if preemption.checkpoint_requested() and task.step_in_epoch % task.accumulate == 0:
+                path = task.save_checkpoint()
+                raise preemption.Preempted(path, task.iteration)
+            if task.done:
+                break
+        task.epoch += 1
+        task.step_in_epoch = 0
+        task.run_hooks("on_phase_end")
+    task.run_hooks("on_end")
+    summary = {
+        "iteration": task.iteration,
+        "epoch": task.epoch,
+        "final_loss": task.last_loss_terms.get("loss", float("nan")),
+        "final_checkpoint": task.last_checkpoint_path,
+        "run_dir": task.run_dir,
+    }
+    if task.rank == 0:
+        atomic_write_text(os.path.join(task.run_dir, "DONE"), json.dumps({**summary, "max_iterations": task.max_iterations}, indent=2))
+    dist_utils.barrier()
+    return summary

@@ -1,0 +1,27 @@
+import math
+
+from registry import register_hook
+from ssl_ext.hooks.base import SSLHook
+
+
+class NonFiniteLossError(FloatingPointError):
+    pass
+
+
+@register_hook("nan_guard")
+class NanGuardHook(SSLHook):
+    """Stops before a NaN/Inf loss reaches the weights, naming the step, the loss terms and the
+    last good checkpoint to resume from."""
+
+    def on_forward(self, task) -> None:
+        terms = task.last_loss_terms
+        bad = {k: v for k, v in terms.items() if not math.isfinite(v)}
+        if not bad:
+            return
+        last = task.last_checkpoint_path or "none yet (the run has not saved one)"
+        raise NonFiniteLossError(
+            f"Non-finite loss at epoch {task.epoch}, iteration {task.iteration}, batch {task.step_in_epoch} of the epoch: "
+            f"{', '.join(f'{k}={v}' for k, v in sorted(terms.items()))} (non-finite: {', '.join(sorted(bad))}). "
+            f"Last good checkpoint: {last}. Lower config.OPTIMIZER.BASE_LR, set config.OPTIMIZER.CLIP_GRAD_NORM, "
+            f"or disable AMP, then resume."
+        )

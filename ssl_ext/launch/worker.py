@@ -1,0 +1,57 @@
+"""What every process runs, however it was launched (in-process, local spawn, SLURM task)."""
+from __future__ import annotations
+
+import logging
+import os
+import random
+from typing import Any, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from omegaconf import DictConfig
+
+import registry
+
+
+def setup_logging(rank: int) -> None:
+    level = logging.INFO if rank == 0 else logging.WARNING
+    logging.basicConfig(level=level, format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s", force=True)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def set_deterministic(enabled: bool) -> None:
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(enabled, warn_only=False)
+    torch.backends.cudnn.benchmark = not enabled
+
+
+def backend_for(cfg: DictConfig) -> str:
+    backend = str(cfg.config.DISTRIBUTED.BACKEND)
+    if backend == "auto":
+        wants_cuda = str(cfg.config.MACHINE.DEVICE) != "cpu" and torch.cuda.is_available()
+        return "nccl" if wants_cuda else "gloo"
+    return backend
+
+
+def run_worker(cfg: DictConfig, rank: int = 0, world_size: int = 1, local_rank: int = 0, init_method: Optional[str] = None) -> Any:
+    """Set up this process (logging, seeds, determinism, torch.distributed) and run the configured engine."""
+    os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(local_rank)})
+    setup_logging(rank)
+    registry.load_plugins(list(cfg.config.PLUGINS), origin="config.PLUGINS")
+    seed_everything(int(cfg.config.SEED_VALUE) + rank)
+    set_deterministic(bool(cfg.config.DETERMINISTIC))
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend=backend_for(cfg), init_method=init_method, rank=rank, world_size=world_size)
+    try:
+        engine = registry.ENGINES.get(str(cfg.config.ENGINE_NAME))
+        return engine(cfg)
+    finally:
+        if world_size > 1 and dist.is_initialized():
+            dist.destroy_process_group()
