@@ -196,10 +196,13 @@ class ResumableSampler(Sampler[int]):
         return self._global_length() // self.world_size
 
     def __iter__(self) -> Iterator[int]:
+        # Not a generator function: the position resets when iteration starts, not at the first index.
         start = self._resume_position or 0
         self._resume_position = None
-        indices = self.epoch_indices()[start:].tolist()
         self.num_yielded = start
+        return self._counting(self.epoch_indices()[start:].tolist())
+
+    def _counting(self, indices: List[int]) -> Iterator[int]:
         for index in indices:
             self.num_yielded += 1
             yield index
