@@ -81,6 +81,7 @@ class Registry(_FvcoreRegistry):
     def __init__(self, kind: str, doc: str = "") -> None:
         super().__init__(kind.upper().replace(" ", "_"))
         self.kind = kind
+        self.plural = kind + ("es" if kind.endswith("s") else "s")
         self.__doc__ = doc
         self._sites: Dict[str, str] = {}
 
@@ -147,7 +148,7 @@ class Registry(_FvcoreRegistry):
             guess = closest_match(name, known)
             hint = f" Did you mean {guess!r}?" if guess else ""
             raise UnknownNameError(
-                f"Unknown {self.kind} {name!r}.{hint} Registered {self.kind}s: {', '.join(known) or '(none)'}. "
+                f"Unknown {self.kind} {name!r}.{hint} Registered {self.plural}: {', '.join(known) or '(none)'}. "
                 f"A third-party plugin must be imported first: list its module under PLUGINS: in the config "
                 f"or declare the 'ssl_ext.plugins' entry point."
             )

@@ -19,7 +19,7 @@ def plugin_listing() -> str:
 
     lines = []
     for kind, reg in registry.ALL_REGISTRIES.items():
-        lines.append(f"  {kind + 's':14s} {', '.join(reg.names())}")
+        lines.append(f"  {reg.plural:14s} {', '.join(reg.names())}")
     return "\n".join(lines)
 
 
