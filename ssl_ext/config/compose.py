@@ -120,7 +120,7 @@ def compose_config(overrides: Iterable[str] = ()) -> DictConfig:
     OmegaConf.set_struct(cfg, False)
     from ssl_ext.config.validate import validate_config
 
-    validate_config(cfg, source=str(user_yaml) if user_yaml else "defaults.yaml")
+    validate_config(cfg, source=str(user_yaml) if user_yaml else "defaults.yaml", overrides=rest)
     return cfg
 
 

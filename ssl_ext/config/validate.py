@@ -8,7 +8,7 @@ set. ``PARAMS`` mappings are checked against the named plugin's signature.
 from __future__ import annotations
 
 import functools
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -17,7 +17,7 @@ from ssl_ext.config.errors import ConfigError
 # Free-form mappings: their keys belong to a plugin (checked against its signature) or to the user.
 FREE_FORM_KEYS = {"PARAMS", "SOURCE_PARAMS", "LOSS_SCHEDULES"}
 # Lists of plugin specs, and the registry each item's NAME is looked up in.
-PLUGIN_LISTS = {"config.MODEL.HEADS": "head", "config.HOOKS.EXTRA": "hook"}
+PLUGIN_LISTS = {"config.MODEL.HEADS": "head", "config.MODEL.STUDENT_ONLY_HEADS": "head", "config.HOOKS.EXTRA": "hook"}
 # Sections with NAME + PARAMS, and the registry each NAME belongs to.
 PLUGIN_SECTIONS = {
     "config.MODEL.TRUNK": "trunk",
@@ -32,6 +32,7 @@ BUILD_CONTEXT = {
     "head": {"in_dim"},
     "optimizer": {"params"},
     "sampler": {"dataset", "batch_size", "rank", "world_size", "seed", "drop_last"},
+    "data source": {"split", "data_path", "dataset_name", "skip_corrupt"},
 }
 
 
@@ -88,14 +89,29 @@ def _compatible(default: Any, value: Any) -> bool:
     return expected == got or (expected == "float" and got == "int")
 
 
-def _check_node(node: DictConfig, ref: DictConfig, path: str, source: str) -> None:
+def _origin_finder(source: str, overrides: Sequence[str]) -> Callable[[str], str]:
+    """Where a key's value came from: the command-line override that set it, else the YAML."""
+    parsed = [(str(o).lstrip("+~").split("=", 1)[0], str(o)) for o in overrides]
+
+    def origin(full: str) -> str:
+        for key, raw in reversed(parsed):
+            if key == full or key.startswith(full + ".") or full.startswith(key + "."):
+                return f"command-line override {raw!r}"
+        return source
+
+    return origin
+
+
+def _check_node(node: DictConfig, ref: DictConfig, path: str, origin: Callable[[str], str]) -> None:
     for key in node.keys():
         key = str(key)
         full = f"{path}.{key}"
         if key not in ref:
-            raise ConfigError(f"Unknown config key {full!r} (in {source}).{suggest_key(full)}")
+            raise ConfigError(f"Unknown config key {full!r} (in {origin(full)}).{suggest_key(full)}")
         if OmegaConf.is_missing(node, key):
-            raise ConfigError(f"Config key {full!r} is required but has no value ('???'): set {full}=<value>.")
+            raise ConfigError(
+                f"Config key {full!r} is required but has no value ('???' in {origin(full)}): set {full}=<value>."
+            )
         if OmegaConf.is_missing(ref, key):
             continue
         value, default = node._get_node(key), ref._get_node(key)
@@ -105,13 +121,13 @@ def _check_node(node: DictConfig, ref: DictConfig, path: str, source: str) -> No
         )
         if not _compatible(default_py, value_py):
             raise ConfigError(
-                f"Config key {full!r} = {value_py!r} (in {source}) has type {_type_name(value_py)}; "
+                f"Config key {full!r} = {value_py!r} (in {origin(full)}) has type {_type_name(value_py)}; "
                 f"expected {_type_name(default_py)} like the default {default_py!r}."
             )
         if key in FREE_FORM_KEYS:
             continue
         if isinstance(value, DictConfig) and isinstance(default, DictConfig):
-            _check_node(value, default, full, source)
+            _check_node(value, default, full, origin)
 
 
 def _check_plugin(kind: str, spec: Any, where: str) -> None:
@@ -144,6 +160,16 @@ def validate_plugins(cfg: DictConfig) -> None:
             if not isinstance(spec, DictConfig) or "NAME" not in spec:
                 raise ConfigError(f"{path}[{i}] must be a mapping with NAME and PARAMS, got {spec!r}.")
             _check_plugin(kind, spec, f"{path}[{i}]")
+    # Every source of a split receives the split's SOURCE_PARAMS, so each source's signature must accept them.
+    for split, split_cfg in (_select(cfg, "config.DATA") or {}).items():
+        if not isinstance(split_cfg, DictConfig) or "DATA_SOURCES" not in split_cfg:
+            continue
+        source_params = split_cfg.get("SOURCE_PARAMS") or {}
+        for i, source in enumerate(split_cfg.DATA_SOURCES or []):
+            _check_plugin(
+                "data source", {"NAME": source, "PARAMS": source_params},
+                f"config.DATA.{split}.DATA_SOURCES[{i}] with config.DATA.{split}.SOURCE_PARAMS",
+            )
     import registry
 
     engine = _select(cfg, "config.ENGINE_NAME")
@@ -153,13 +179,16 @@ def validate_plugins(cfg: DictConfig) -> None:
         raise ConfigError(f"config.ENGINE_NAME: {exc}") from None
 
 
-def validate_config(cfg: DictConfig, source: str = "config", check_plugins: bool = True) -> None:
-    """Raise ConfigError for unknown keys, wrong types, missing values and bad plugin params."""
+def validate_config(cfg: DictConfig, source: str = "config", check_plugins: bool = True, overrides: Sequence[str] = ()) -> None:
+    """Raise ConfigError for unknown keys, wrong types, missing values and bad plugin params.
+
+    ``source`` (the YAML) and ``overrides`` (the command line) let an error say where a bad value came from.
+    """
     if "config" not in cfg:
         raise ConfigError(f"{source}: the YAML must have a top-level 'config:' key (VISSL layout).")
     extra = [str(k) for k in cfg.keys() if str(k) != "config"]
     if extra:
         raise ConfigError(f"{source}: unexpected top-level keys {extra}; put everything under 'config:'.")
-    _check_node(cfg.config, schema().config, "config", source)
+    _check_node(cfg.config, schema().config, "config", _origin_finder(source, overrides))
     if check_plugins:
         validate_plugins(cfg)
