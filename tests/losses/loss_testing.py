@@ -40,3 +40,36 @@ def run_on_gloo_ranks(fn: Callable, world_size: int, *args) -> None:
     ``fn`` must be importable (module level); results travel through files.
     """
     mp.spawn(_init_and_run, args=(world_size, free_port(), fn, args), nprocs=world_size, join=True)
+
+
+# Small inputs for every built-in loss: (PARAMS, student views, teacher views).
+# Losses that draw noise are marked RANDOM so tests re-seed before each call.
+RANDOM_LOSSES = {"brownian_diffusive_loss", "msbreg_loss"}
+
+
+def tiny_case(name: str, dtype=torch.float64, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+
+    def views(count, n=4, dim=3):
+        return [torch.randn(n, dim, generator=g, dtype=dtype) for _ in range(count)]
+
+    prototype_params = {"num_prototypes": 5, "embed_dim": 3, "temperature": 0.5, "label_smoothing": 0.1,
+                        "anchor_entropy_weight": 0.5}
+    cases = {
+        "simclr_loss": lambda: ({"temperature": 0.5}, views(2), None),
+        "vicreg_loss": lambda: ({}, views(2, n=5), None),
+        "byol_loss": lambda: ({}, views(2), views(2)),
+        "multiview_centroid_loss": lambda: ({}, views(3), views(3)),
+        "singular_value_loss": lambda: ({}, views(2, n=5), None),
+        "brownian_diffusive_loss": lambda: ({}, views(1), None),
+        "msn_loss": lambda: (dict(prototype_params), views(3), views(1)),
+        "pmsn_loss": lambda: (
+            {**prototype_params, "prior": {"NAME": "power_law", "PARAMS": {"tau": 0.5}}, "sinkhorn_prior": True},
+            views(3),
+            views(1),
+        ),
+        "msbreg_loss": lambda: ({"singular_value_weight": 0.1}, views(2), views(2)),
+    }
+    if name not in cases:
+        raise KeyError(f"no tiny test case for loss {name!r}: add one to tests/losses/loss_testing.py")
+    return cases[name]()
