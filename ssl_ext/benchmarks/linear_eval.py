@@ -1,0 +1,116 @@
+"""``linear_eval`` engine: linear classification of frozen features, in one of two modes.
+
+``BENCHMARK.LINEAR.MODE``:
+
+* ``fast`` — a grid of ``LEARNING_RATES`` x ``WEIGHT_DECAYS`` linear heads trained
+  at once on cached features (``ssl_ext.benchmarks.linear_fast``, DINOv2's recipe,
+  arXiv:2304.07193); the head that is best on val (or on a held-out part of train,
+  ``HOLDOUT_FRACTION``) is reported, with the whole grid in results.json;
+* ``protocol`` — VISSL's protocol on images with a frozen trunk
+  (``ssl_ext.benchmarks.linear_protocol``).
+
+Both modes share ``OPTIMIZER``'s momentum, Nesterov flag, schedule shape and
+(unless ``FAST.NUM_EPOCHS`` is set) epochs, so the two can be compared at equal
+settings.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Dict, List
+
+import torch
+from omegaconf import DictConfig
+
+from registry import register_engine
+from ssl_ext.benchmarks import feature_store
+from ssl_ext.benchmarks.extraction import device_for, ensure_features
+from ssl_ext.benchmarks.linear_fast import holdout_split, standardize, top1_per_head, train_linear_grid
+from ssl_ext.benchmarks.linear_protocol import run_protocol
+from ssl_ext.benchmarks.metrics import classification_metrics
+from ssl_ext.benchmarks.results import output_dir, write_results
+from ssl_ext.utils import distributed as du
+
+logger = logging.getLogger(__name__)
+
+
+def fast_epochs(cfg: DictConfig) -> int:
+    epochs = int(cfg.config.BENCHMARK.LINEAR.FAST.NUM_EPOCHS)
+    return epochs if epochs > 0 else int(cfg.config.OPTIMIZER.NUM_EPOCHS)
+
+
+def _fast_layer(cfg: DictConfig, features: Dict[str, Any], layer: str, device: torch.device) -> Dict[str, Any]:
+    from ssl_ext.engine.schedules import lr_schedule
+
+    c = cfg.config
+    fast = c.BENCHMARK.LINEAR.FAST
+    train, val, num_classes, groups = feature_store.load_train_val(cfg, features, layer)
+    train_x, val_x = torch.from_numpy(train.features), torch.from_numpy(val.features)
+    train_y, val_y = torch.from_numpy(train.labels), torch.from_numpy(val.labels)
+    if bool(fast.STANDARDIZE):
+        train_x, val_x = standardize(train_x, val_x)
+    select_x, select_y = val_x, val_y
+    holdout = float(fast.HOLDOUT_FRACTION)
+    if holdout > 0:
+        kept, held = holdout_split(train_x.shape[0], holdout, int(c.SEED_VALUE))
+        select_x, select_y = train_x[held], train_y[held]
+        train_x, train_y = train_x[kept], train_y[kept]
+    epochs = fast_epochs(cfg)
+    optimizer_params = dict(c.OPTIMIZER.PARAMS)
+    shape = lr_schedule(c.OPTIMIZER, 1.0, epochs)
+    started = time.time()
+    grid = train_linear_grid(
+        train_x, train_y, num_classes,
+        learning_rates=[float(x) for x in fast.LEARNING_RATES],
+        weight_decays=[float(x) for x in fast.WEIGHT_DECAYS],
+        epochs=epochs, batch_size=int(fast.BATCH_SIZE),
+        momentum=float(optimizer_params.get("momentum", 0.9)), nesterov=bool(optimizer_params.get("nesterov", False)),
+        lr_factor=shape, regularize_bias=bool(c.OPTIMIZER.REGULARIZE_BIAS), seed=int(c.SEED_VALUE), device=device,
+    )
+    seconds = round(time.time() - started, 3)
+    selection = top1_per_head(grid.scores(select_x), select_y)
+    best = int(selection.argmax())
+    val_scores = grid.scores(val_x)
+    val_top1 = top1_per_head(val_scores, val_y)
+    lr, wd = grid.settings[best]
+    row = {
+        "layer": layer, "method": "linear (fast)", **classification_metrics(val_scores[best].cpu(), val_y, groups),
+        "lr": lr, "weight_decay": wd, "epochs": epochs, "seconds": seconds,
+    }
+    table = [
+        {"lr": s[0], "weight_decay": s[1], "selection_top1": float(selection[i]), "val_top1": float(val_top1[i])}
+        for i, s in enumerate(grid.settings)
+    ]
+    return {"row": row, "grid": table, "selected_on": "train holdout" if holdout > 0 else "val"}
+
+
+def run_fast(cfg: DictConfig) -> Dict[str, Any]:
+    features = ensure_features(cfg)
+    result: Dict[str, Any] = {}
+    if du.is_primary():
+        device = device_for(cfg)
+        per_layer = {layer: _fast_layer(cfg, features, layer, device) for layer in features["layers"]}
+        result = {
+            "mode": "fast",
+            "features_dir": features["features_dir"],
+            "rows": [v["row"] for v in per_layer.values()],
+            "grid": {layer: v["grid"] for layer, v in per_layer.items()},
+            "selected_on": next(iter(per_layer.values()))["selected_on"],
+        }
+    return du.broadcast_object(result)
+
+
+MODES: Dict[str, Callable[[DictConfig], Dict[str, Any]]] = {"fast": run_fast, "protocol": run_protocol}
+
+
+@register_engine("linear_eval")
+def linear_eval_engine(cfg: DictConfig) -> Dict[str, Any]:
+    mode = str(cfg.config.BENCHMARK.LINEAR.MODE)
+    if mode not in MODES:
+        raise ValueError(f"config.BENCHMARK.LINEAR.MODE must be one of {sorted(MODES)}, got {mode!r}")
+    result = {"engine": "linear_eval", **MODES[mode](cfg)}
+    if du.is_primary():
+        result["files"] = write_results(output_dir(cfg, "linear_eval"), result, f"Linear evaluation ({mode}), accuracy %")
+        for row in result["rows"]:
+            logger.info("linear_eval (%s) %s: top-1 %.2f%%", mode, row["layer"], row["top1"])
+    return result

@@ -1,0 +1,132 @@
+"""Fast linear evaluation: a grid of linear classifiers trained at once on cached features.
+
+DINOv2 (Oquab et al. 2023, arXiv:2304.07193) trains many linear heads with
+different learning rates side by side over one pass of the frozen features and
+reports the best one on val. Here the features are cached, so one epoch costs a
+few matrix products: the heads are one weight tensor ``(G, D, C)`` (G = number of
+learning-rate x weight-decay pairs), the loss is the sum of the heads' mean
+cross-entropies (the heads share no parameter, so each receives exactly its own
+gradient), and the update is SGD with momentum with a per-head learning rate
+and weight decay, written out so all heads step in one tensor operation. The
+update rule matches ``torch.optim.SGD`` (weight decay added to the gradient,
+dampening 0, optional Nesterov).
+
+Choices: weights start from N(0, 0.01^2) and biases at 0 (VISSL's linear head
+initialisation); the learning-rate schedule has the shape of
+``OPTIMIZER.LR_SCHEDULE`` scaled to each head's rate; biases get weight decay
+only with ``OPTIMIZER.REGULARIZE_BIAS``. Features may be standardized with the
+train mean and standard deviation, the deterministic counterpart of the
+BatchNorm in VISSL's protocol head, so both modes see inputs on the same scale.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+INIT_STD = 0.01
+
+
+@dataclass
+class LinearGrid:
+    """Trained heads: ``weight`` (G, D, C), ``bias`` (G, C), and the (lr, wd) pair of each head."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    settings: List[Tuple[float, float]]
+
+    def scores(self, features: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+        """Logits of every head, (G, N, C)."""
+        out = []
+        for start in range(0, features.shape[0], chunk):
+            x = features[start : start + chunk].to(self.weight.device, self.weight.dtype)
+            out.append(torch.baddbmm(self.bias.unsqueeze(1), x.expand(self.weight.shape[0], -1, -1), self.weight))
+        return torch.cat(out, dim=1)
+
+
+def standardize(train: torch.Tensor, *others: torch.Tensor, eps: float = 1e-5) -> List[torch.Tensor]:
+    """Subtract the train mean and divide by the train standard deviation (BatchNorm's eval-time map)."""
+    mean = train.mean(dim=0, keepdim=True)
+    std = (train.var(dim=0, unbiased=False, keepdim=True) + eps).sqrt()
+    return [(t - mean) / std for t in (train, *others)]
+
+
+def train_linear_grid(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    learning_rates: Sequence[float],
+    weight_decays: Sequence[float],
+    epochs: int,
+    batch_size: int,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    lr_factor: Callable[[float], float] = lambda where: 1.0,
+    regularize_bias: bool = False,
+    seed: int = 0,
+    device: torch.device = torch.device("cpu"),
+) -> LinearGrid:
+    """Train one linear head per (lr, wd) pair on ``features`` (N, D) with mini-batch SGD.
+
+    ``lr_factor(where)`` scales every head's rate at training progress ``where`` in [0, 1).
+    """
+    if not learning_rates or not weight_decays:
+        raise ValueError("config.BENCHMARK.LINEAR.FAST: LEARNING_RATES and WEIGHT_DECAYS must not be empty")
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"fast linear eval needs epochs >= 1 and batch_size >= 1, got {epochs} and {batch_size}")
+    settings = [(float(lr), float(wd)) for lr in learning_rates for wd in weight_decays]
+    heads = len(settings)
+    generator = torch.Generator().manual_seed(seed)
+    x_all = features.to(device, torch.float32)
+    y_all = labels.to(device, torch.long)
+    n, dim = x_all.shape
+    weight = (torch.randn(heads, dim, num_classes, generator=generator) * INIT_STD).to(device).requires_grad_(True)
+    bias = torch.zeros(heads, num_classes, device=device, requires_grad=True)
+    lrs = torch.tensor([s[0] for s in settings], device=device)
+    wds = torch.tensor([s[1] for s in settings], device=device)
+    buffers: Dict[str, torch.Tensor] = {}
+    steps_per_epoch = math.ceil(n / batch_size)
+    total_steps = epochs * steps_per_epoch
+    step = 0
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=generator).to(device)
+        for start in range(0, n, batch_size):
+            index = order[start : start + batch_size]
+            x, y = x_all[index], y_all[index]
+            logits = torch.baddbmm(bias.unsqueeze(1), x.expand(heads, -1, -1), weight)
+            loss = F.cross_entropy(logits.reshape(-1, num_classes), y.repeat(heads), reduction="sum") / x.shape[0]
+            grad_w, grad_b = torch.autograd.grad(loss, (weight, bias))
+            rate = lrs * lr_factor(step / total_steps)
+            with torch.no_grad():
+                for name, param, grad, decays in (
+                    ("weight", weight, grad_w, True),
+                    ("bias", bias, grad_b, regularize_bias),
+                ):
+                    shape = (heads,) + (1,) * (param.dim() - 1)
+                    if decays:
+                        grad = grad + wds.view(shape) * param
+                    if momentum > 0:
+                        buf = buffers.get(name)
+                        buf = grad.clone() if buf is None else buf.mul_(momentum).add_(grad)
+                        buffers[name] = buf
+                        grad = grad + momentum * buf if nesterov else buf
+                    param.sub_(rate.view(shape) * grad)
+            step += 1
+    return LinearGrid(weight.detach(), bias.detach(), settings)
+
+
+def holdout_split(num_items: int, fraction: float, seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(kept, held-out) indices: a seeded random ``fraction`` of the items is held out."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"config.BENCHMARK.LINEAR.FAST.HOLDOUT_FRACTION must be in [0, 1), got {fraction}")
+    order = torch.randperm(num_items, generator=torch.Generator().manual_seed(seed))
+    held = max(1, int(round(fraction * num_items)))
+    return order[held:].sort().values, order[:held].sort().values
+
+
+def top1_per_head(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Top-1 accuracy (percent) of each head from (G, N, C) scores."""
+    return 100.0 * (scores.argmax(dim=2) == labels.to(scores.device).view(1, -1)).float().mean(dim=1)
