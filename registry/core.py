@@ -192,7 +192,12 @@ def check_params_against(obj: Any, what: str, params: Mapping[str, Any], context
     user_settable = sorted(n for n in accepted if n not in context)
     if not has_var_kw:
         for key in params:
-            if key not in accepted or key in context:
+            if key in context:
+                raise PluginParamsError(
+                    f"{what}: {key!r} is set by the framework when it builds the plugin, not under PARAMS; "
+                    f"remove it from PARAMS."
+                )
+            if key not in accepted:
                 guess = closest_match(key, user_settable)
                 hint = f" Did you mean {guess!r}?" if guess else ""
                 raise PluginParamsError(
