@@ -167,7 +167,7 @@ class VisionTransformer(nn.Module):
         self.patch_embed = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid_size**2, embed_dim))
-        rates = torch.linspace(0.0, float(drop_path_rate), depth).tolist()
+        rates = [float(drop_path_rate) * i / max(depth - 1, 1) for i in range(depth)]
         self.blocks = nn.ModuleList(
             TransformerBlock(embed_dim, num_heads, float(mlp_ratio), qkv_bias, rate) for rate in rates
         )

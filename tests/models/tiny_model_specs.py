@@ -1,0 +1,37 @@
+"""Tiny configurations of every built-in trunk and head, for fast CPU tests.
+
+A new trunk or head plugin adds its entry here (timm-style: the parametrized
+tests run over every registered name and fail for a name without an entry).
+"""
+
+TINY_TRUNKS = {
+    # params, input channels, input sides to try (the first is the native one)
+    "small_cnn": ({"in_channels": 1, "widths": [4, 8], "out_dim": 12}, 1, [8, 16, 64]),
+    "resnet": ({"depth": 18, "cifar_stem": True, "in_channels": 3}, 3, [8, 16]),
+    "vit": (
+        {"preset": "custom", "embed_dim": 16, "depth": 2, "num_heads": 2, "patch_size": 4, "img_size": 16},
+        3,
+        [16, 8, 24],
+    ),
+}
+
+# Layer of ``extract_layers`` that equals ``forward`` (the pooled trunk output).
+FINAL_LAYER = {"small_cnn": "stage3", "resnet": "res5", "vit": "cls_last1"}
+
+TINY_HEADS = {
+    "mlp": {"dims": [10, 6]},
+    "msn_projector": {"hidden_dim": 10, "out_dim": 6},
+}
+
+
+def tiny_trunk_spec(name):
+    if name not in TINY_TRUNKS:
+        raise AssertionError(f"Add a tiny configuration of trunk {name!r} to tests/models/tiny_model_specs.py")
+    params, channels, sizes = TINY_TRUNKS[name]
+    return {"NAME": name, "PARAMS": dict(params)}, channels, sizes
+
+
+def tiny_head_spec(name):
+    if name not in TINY_HEADS:
+        raise AssertionError(f"Add a tiny configuration of head {name!r} to tests/models/tiny_model_specs.py")
+    return {"NAME": name, "PARAMS": dict(TINY_HEADS[name])}
