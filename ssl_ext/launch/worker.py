@@ -16,7 +16,9 @@ import registry
 
 def setup_logging(rank: int) -> None:
     level = logging.INFO if rank == 0 else logging.WARNING
-    logging.basicConfig(level=level, format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s", force=True)
+    # No force=True: an embedding application's (or pytest's) handlers stay in place.
+    logging.basicConfig(level=level, format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("ssl_ext").setLevel(level)
 
 
 def seed_everything(seed: int) -> None:
