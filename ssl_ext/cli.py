@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from typing import List, Optional
 
 USAGE = "run_distributed_engines.py config=<yaml under configs_yaml or absolute path> [config.SECTION.KEY=value ...]"
@@ -36,6 +37,9 @@ def _parser(with_listing: bool) -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    # fvcore (imported through Classy Vision's hooks) scripts a function at import time; recent torch versions
+    # warn that torch.jit.script is deprecated, on every run, which would bury our one-line errors.
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser(with_listing=any(a in ("-h", "--help") for a in argv))
     args = parser.parse_args(argv)
