@@ -12,7 +12,6 @@ skip_corrupt`` followed by its own typed parameters.
 """
 from __future__ import annotations
 
-import os
 from typing import Any, List, Sequence
 
 from torch.utils.data import Dataset
@@ -26,18 +25,6 @@ def normalize_split(owner: str, split: Any) -> str:
     if value not in SPLITS:
         raise ValueError(f"{owner}: split must be one of {list(SPLITS)}, got {split!r}.")
     return value
-
-
-def require_path(owner: str, path: str, what: str, key: str = "DATA_PATHS") -> str:
-    """Fail before training starts when ``path`` does not exist, naming the config key and the path."""
-    if not path:
-        raise ValueError(f"{owner}: no {what} given. Set config.DATA.<TRAIN|VAL>.{key} or a catalog dataset name.")
-    if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"{owner}: {what} {path!r} (from config.DATA.<TRAIN|VAL>.{key} or the dataset catalog) does not exist. "
-            "Fix the path or the catalog entry."
-        )
-    return path
 
 
 def check_int(owner: str, name: str, value: Any, minimum: int) -> None:
