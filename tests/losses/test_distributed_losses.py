@@ -32,10 +32,30 @@ def _cases():
     def randn(*shape):
         return torch.randn(*shape, generator=g, dtype=torch.float64)
 
+    def views(count, dim=5):
+        return [randn(GLOBAL_BATCH, dim) for _ in range(count)]
+
+    prototypes = {"num_prototypes": 6, "embed_dim": 5, "temperature": 0.3, "anchor_entropy_weight": 0.2}
     return {
-        "simclr": dict(
-            spec={"NAME": "simclr_loss", "PARAMS": {"temperature": 0.3}},
-            student=[randn(GLOBAL_BATCH, 5), randn(GLOBAL_BATCH, 5)],
+        "simclr": dict(spec={"NAME": "simclr_loss", "PARAMS": {"temperature": 0.3}}, student=views(2), teacher=None),
+        "msn": dict(spec={"NAME": "msn_loss", "PARAMS": prototypes}, student=views(3), teacher=views(1)),
+        "pmsn": dict(
+            spec={"NAME": "pmsn_loss", "PARAMS": {**prototypes, "sinkhorn_prior": True, "label_smoothing": 0.1,
+                                                  "prior": {"NAME": "power_law", "PARAMS": {"tau": 0.5}}}},
+            student=views(3),
+            teacher=views(1),
+        ),
+        "vicreg": dict(spec={"NAME": "vicreg_loss", "PARAMS": {}}, student=views(2), teacher=None),
+        "singular_value": dict(spec={"NAME": "singular_value_loss", "PARAMS": {"center": True}}, student=views(2),
+                               teacher=None),
+        "byol": dict(spec={"NAME": "byol_loss", "PARAMS": {}}, student=views(2), teacher=views(2)),
+        "multiview_centroid": dict(spec={"NAME": "multiview_centroid_loss", "PARAMS": {}}, student=views(4),
+                                   teacher=views(4)),
+        # Brownian noise is drawn per rank, so it has no single-process twin: weight 0 here.
+        "msbreg_on_simclr": dict(
+            spec={"NAME": "msbreg_loss", "PARAMS": {"base": {"NAME": "simclr_loss"}, "singular_value_weight": 0.5,
+                                                    "brownian_weight": 0.0}},
+            student=views(2),
             teacher=None,
         ),
     }
