@@ -6,8 +6,9 @@ Samples", arXiv:1901.05555; Cao et al., LDAM, arXiv:1906.07413) keep, for class
 images, where ``rho`` (the imbalance ratio) is ``n_max / n_min``. That is the
 ``exponential`` profile. The ``power_law`` profile keeps
 ``n_i = floor(n_max * (i + 1)^(-a))`` with ``a = ln(rho) / ln(C)``, which gives the
-same head-to-tail ratio with a heavier tail (the shape of iNaturalist's
-histogram). Every kept class has at least one image.
+same head-to-tail ratio but falls faster among the head classes and flattens
+toward the tail, so more classes sit near the tail size (closer to the shape of
+iNaturalist's histogram). Every kept class has at least one image.
 
 ``n_max`` defaults to the size of the smallest class of the source, so every
 class can supply its quota; which images are kept is drawn from ``seed`` alone
