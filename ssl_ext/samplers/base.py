@@ -104,10 +104,9 @@ class ClassIndex:
         if np.any(self.counts[classes[amounts > 0]] == 0):
             empty = int(classes[(amounts > 0) & (self.counts[classes] == 0)][0])
             raise ValueError(f"Asked to draw images of class {empty}, which has no images in the dataset.")
-        # Random permutation inside each class block: sort by (class, random key).
-        keys = rng.random(self.sorted_indices.size)
-        within = np.lexsort((keys, self.targets[self.sorted_indices]))
-        shuffled = self.sorted_indices[within]
+        # Random permutation inside each class block: sorting label + U[0, 1) keeps the blocks and shuffles within.
+        keys = self.targets[self.sorted_indices] + rng.random(self.sorted_indices.size)
+        shuffled = self.sorted_indices[np.argsort(keys)]
         # Offset of each request inside its class's walk = amounts requested earlier for the same class.
         total = int(amounts.sum())
         if total == 0:
