@@ -118,7 +118,6 @@ SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=1024
 MinJobAge=5
 KillWait=5
-EnforcePartLimits=ALL
 InactiveLimit=0
 Waittime=0
 SlurmctldTimeout=30
