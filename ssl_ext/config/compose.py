@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, List, Optional, Tuple
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from ssl_ext.config.errors import ConfigError
@@ -115,12 +116,22 @@ def compose_config(overrides: Iterable[str] = ()) -> DictConfig:
             cfg = compose(config_name="defaults", overrides=hydra_overrides)
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError(_explain_hydra_error(exc, rest, user_yaml)) from None
+    except yaml.YAMLError as exc:
+        # The message names the file, line and column; keep it on one line for the command line.
+        raise ConfigError(f"Not valid YAML: {' '.join(str(exc).split())}") from None
     finally:
         GlobalHydra.instance().clear()
     OmegaConf.set_struct(cfg, False)
     from ssl_ext.config.validate import validate_config
 
-    validate_config(cfg, source=str(user_yaml) if user_yaml else "defaults.yaml", overrides=rest)
+    source = str(user_yaml) if user_yaml else "defaults.yaml"
+    try:
+        validate_config(cfg, source=source, overrides=rest)
+    except OmegaConfBaseException as exc:  # e.g. a ${...} interpolation pointing nowhere
+        key = getattr(exc, "full_key", None) or "?"
+        message = (str(getattr(exc, "msg", None) or exc).splitlines() or [type(exc).__name__])[0]
+        where = f"{source} or the overrides {rest}" if rest else source
+        raise ConfigError(f"Config key {key!r} (in {where}) cannot be resolved: {message}") from None
     return cfg
 
 

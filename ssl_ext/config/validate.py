@@ -95,7 +95,7 @@ def _origin_finder(source: str, overrides: Sequence[str]) -> Callable[[str], str
 
     def origin(full: str) -> str:
         for key, raw in reversed(parsed):
-            if key == full or key.startswith(full + ".") or full.startswith(key + "."):
+            if key == full or key.startswith(full + ".") or full.startswith((key + ".", key + "[")):
                 return f"command-line override {raw!r}"
         return source
 
@@ -108,10 +108,6 @@ def _check_node(node: DictConfig, ref: DictConfig, path: str, origin: Callable[[
         full = f"{path}.{key}"
         if key not in ref:
             raise ConfigError(f"Unknown config key {full!r} (in {origin(full)}).{suggest_key(full)}")
-        if OmegaConf.is_missing(node, key):
-            raise ConfigError(
-                f"Config key {full!r} is required but has no value ('???' in {origin(full)}): set {full}=<value>."
-            )
         if OmegaConf.is_missing(ref, key):
             continue
         value, default = node._get_node(key), ref._get_node(key)
@@ -128,6 +124,23 @@ def _check_node(node: DictConfig, ref: DictConfig, path: str, origin: Callable[[
             continue
         if isinstance(value, DictConfig) and isinstance(default, DictConfig):
             _check_node(value, default, full, origin)
+
+
+def _find_missing(node: Any, path: str) -> Optional[str]:
+    """Full key of the first ``???`` value under ``node``, plugin PARAMS and lists included."""
+    if isinstance(node, DictConfig):
+        children = [(f"{path}.{key}", key) for key in node.keys()]
+    elif isinstance(node, ListConfig):
+        children = [(f"{path}[{i}]", i) for i in range(len(node))]
+    else:
+        return None
+    for full, key in children:
+        if OmegaConf.is_missing(node, key):
+            return full
+        found = _find_missing(node._get_node(key), full)
+        if found is not None:
+            return found
+    return None
 
 
 def _check_plugin(kind: str, spec: Any, where: str) -> None:
@@ -189,6 +202,12 @@ def validate_config(cfg: DictConfig, source: str = "config", check_plugins: bool
     extra = [str(k) for k in cfg.keys() if str(k) != "config"]
     if extra:
         raise ConfigError(f"{source}: unexpected top-level keys {extra}; put everything under 'config:'.")
-    _check_node(cfg.config, schema().config, "config", _origin_finder(source, overrides))
+    origin = _origin_finder(source, overrides)
+    missing = _find_missing(cfg.config, "config")
+    if missing is not None:
+        raise ConfigError(
+            f"Config key {missing!r} is required but has no value ('???' in {origin(missing)}): set {missing}=<value>."
+        )
+    _check_node(cfg.config, schema().config, "config", origin)
     if check_plugins:
         validate_plugins(cfg)
