@@ -21,7 +21,7 @@ class ProgressLoggerHook(SSLHook):
         setting = str(task.cfg.config.HOOKS.PROGRESS_BAR).lower()
         if setting == "auto":
             return sys.stderr.isatty()
-        return setting == "true"
+        return setting == "on"
 
     def on_start(self, task) -> None:
         self.every = max(int(task.cfg.config.HOOKS.LOG_FREQUENCY), 1)
