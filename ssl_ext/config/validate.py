@@ -161,9 +161,12 @@ def _select(cfg: DictConfig, path: str) -> Optional[Any]:
 
 def validate_plugins(cfg: DictConfig) -> None:
     """Check every named plugin exists and its PARAMS match its signature."""
-    from registry import load_plugins
+    from registry import RegistryError, load_plugins
 
-    load_plugins(list(_select(cfg, "config.PLUGINS") or []), origin="config.PLUGINS")
+    try:
+        load_plugins(list(_select(cfg, "config.PLUGINS") or []), origin="config.PLUGINS")
+    except RegistryError as exc:  # a module that cannot be imported, or registers a taken name
+        raise ConfigError(str(exc)) from exc
     for path, kind in PLUGIN_SECTIONS.items():
         spec = _select(cfg, path)
         if spec is not None and spec.get("NAME"):
