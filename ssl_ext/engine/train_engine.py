@@ -16,7 +16,7 @@ from ssl_ext.engine import builders
 from ssl_ext.engine.model import make_teacher
 from ssl_ext.engine.trainer import SkipFirstSampler, Task, train
 from ssl_ext.utils import distributed as dist_utils
-from ssl_ext.utils.io import path_manager, read_text
+from ssl_ext.utils.io import atomic_write_text, path_manager, read_text
 
 logger = logging.getLogger(__name__)
 
@@ -64,12 +64,22 @@ def finished_run(run_dir: str) -> Dict[str, Any] | None:
     return None
 
 
+def planned_iterations(cfg: DictConfig) -> Dict[str, int]:
+    """What a finished run was asked to do; a relaunch asking for more continues training."""
+    return {"NUM_EPOCHS": int(cfg.config.OPTIMIZER.NUM_EPOCHS), "MAX_ITERATIONS": int(cfg.config.OPTIMIZER.MAX_ITERATIONS)}
+
+
 def build_task(cfg: DictConfig) -> Task:
     """Build every component of a training run from the config (no training yet)."""
     c = cfg.config
     device = resolve_device(cfg)
     rank, world_size = dist_utils.get_rank(), dist_utils.get_world_size()
     dataset = builders.build_dataset(cfg, "TRAIN")
+    if rank == 0 and dataset.targets:
+        from ssl_ext.data.long_tail import write_class_histogram
+
+        long_tail = c.DATA.TRAIN.LONG_TAIL
+        write_class_histogram(dataset.base, str(c.CHECKPOINT.DIR), int(long_tail.HEAD_MIN), int(long_tail.TAIL_MAX))
     loader, sampler = builders.build_loader(cfg, dataset, "TRAIN", rank, world_size, int(c.SEED_VALUE))
     skip_sampler = SkipFirstSampler(sampler)
     loader = torch.utils.data.DataLoader(
@@ -97,15 +107,22 @@ def train_engine(cfg: DictConfig) -> Dict[str, Any]:
     c = cfg.config
     run_dir = str(c.CHECKPOINT.DIR)
     done = finished_run(run_dir)
-    if done is not None and c.CHECKPOINT.AUTO_RESUME:
-        task_iters = done.get("max_iterations")
+    if done is not None and c.CHECKPOINT.AUTO_RESUME and done.get("planned") == planned_iterations(cfg):
         if dist_utils.is_primary():
-            logger.warning("Run %s already finished at iteration %s (see %s/DONE); nothing to do.", run_dir, done.get("iteration"), run_dir)
-        return {**done, "already_finished": True, "planned": task_iters}
+            logger.warning(
+                "Run %s already finished at iteration %s (see %s/DONE); nothing to do. Delete DONE or raise "
+                "config.OPTIMIZER.NUM_EPOCHS to train further.", run_dir, done.get("iteration"), run_dir,
+            )
+        return {**done, "already_finished": True}
     if dist_utils.is_primary():
         path_manager.mkdirs(run_dir)
         save_config(cfg, os.path.join(run_dir, "train_config.yaml"))
     task = build_task(cfg)
     if c.CHECKPOINT.AUTO_RESUME:
         task.try_auto_resume()
-    return train(task)
+    summary = train(task)
+    if dist_utils.is_primary():
+        done_record = {**summary, "max_iterations": task.max_iterations, "planned": planned_iterations(cfg)}
+        atomic_write_text(os.path.join(run_dir, "DONE"), json.dumps(done_record, indent=2))
+    dist_utils.barrier()
+    return summary

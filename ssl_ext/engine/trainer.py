@@ -14,11 +14,8 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import math
 import os
-import time
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -32,7 +29,6 @@ from ssl_ext.engine.model import SSLModel, ema_update
 from ssl_ext.engine.output import ModelOutput
 from ssl_ext.engine.schedules import loss_param_schedule, lr_schedule, wd_schedule, build_schedule
 from ssl_ext.utils import distributed as dist_utils
-from ssl_ext.utils.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -324,7 +320,4 @@ def train(task: Task) -> Dict[str, Any]:
         "final_checkpoint": task.last_checkpoint_path,
         "run_dir": task.run_dir,
     }
-    if task.rank == 0:
-        atomic_write_text(os.path.join(task.run_dir, "DONE"), json.dumps({**summary, "max_iterations": task.max_iterations}, indent=2))
-    dist_utils.barrier()
     return summary

@@ -45,7 +45,7 @@ class ModelComplexityHook(SSLHook):
             "input_shape": list(x.shape[1:]),
         }
         atomic_write_text(os.path.join(task.run_dir, "model_complexity.json"), json.dumps(info, indent=2))
-        logger.info("Model: %.3fM parameters, %.3f GFLOPs per image at %s", info["params"] / 1e6, flops / 1e9, info["input_shape"])
+        logger.info("Model: %.3fM parameters, %.2f MFLOPs per image at %s", info["params"] / 1e6, flops / 1e6, info["input_shape"])
 
 
 class _SingleView(torch.nn.Module):
