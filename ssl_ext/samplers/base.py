@@ -85,7 +85,8 @@ class ClassIndex:
 
     def __init__(self, targets: np.ndarray, num_classes: Optional[int] = None) -> None:
         self.targets = targets
-        self.num_classes = int(num_classes if num_classes is not None else (targets.max() + 1 if targets.size else 0))
+        # A label above the declared class count still gets its own slot rather than being dropped.
+        self.num_classes = max(int(num_classes or 0), int(targets.max()) + 1 if targets.size else 0)
         self.sorted_indices = np.argsort(targets, kind="stable")
         self.counts = np.bincount(targets, minlength=self.num_classes).astype(np.int64)
         self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
