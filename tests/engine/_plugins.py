@@ -48,3 +48,13 @@ class PoisonWeightsHook(SSLHook):
         if task.iteration == self.iteration:
             with torch.no_grad():
                 next(task.student.trunk.parameters()).view(-1)[0] = float("nan")
+
+
+@register_hook("test_dtype_probe")
+class DtypeProbeHook(SSLHook):
+    """Records the dtype of the student's first output at every forward (class-level, for the test to read)."""
+
+    seen = []
+
+    def on_forward(self, task) -> None:
+        DtypeProbeHook.seen.append(task.last_output.student[0].dtype)
