@@ -46,7 +46,10 @@ def build_frozen_trunk(cfg: DictConfig, device: Optional[torch.device] = None) -
     from ssl_ext.engine.builders import build_trunk
     from ssl_ext.models.weights import load_weights_init
 
-    trunk = build_trunk(cfg)
+    # Seeded from SEED_VALUE alone, so a random initialisation is the same on every rank and in every run.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(cfg.config.SEED_VALUE))
+        trunk = build_trunk(cfg)
     loaded = load_weights_init(trunk, cfg.config.MODEL.WEIGHTS_INIT)
     if not loaded:
         logger.warning("config.MODEL.WEIGHTS_INIT.PARAMS_FILE is empty: evaluating a randomly initialised trunk.")

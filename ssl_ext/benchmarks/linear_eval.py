@@ -34,6 +34,9 @@ from ssl_ext.utils import distributed as du
 logger = logging.getLogger(__name__)
 
 
+FEATURE_NORMS = ("batchnorm", "standardize", "none")
+
+
 def fast_epochs(cfg: DictConfig) -> int:
     epochs = int(cfg.config.BENCHMARK.LINEAR.FAST.NUM_EPOCHS)
     return epochs if epochs > 0 else int(cfg.config.OPTIMIZER.NUM_EPOCHS)
@@ -47,7 +50,10 @@ def _fast_layer(cfg: DictConfig, features: Dict[str, Any], layer: str, device: t
     train, val, num_classes, groups = feature_store.load_train_val(cfg, features, layer)
     train_x, val_x = torch.from_numpy(train.features), torch.from_numpy(val.features)
     train_y, val_y = torch.from_numpy(train.labels), torch.from_numpy(val.labels)
-    if bool(fast.STANDARDIZE):
+    feature_norm = str(fast.FEATURE_NORM)
+    if feature_norm not in FEATURE_NORMS:
+        raise ValueError(f"config.BENCHMARK.LINEAR.FAST.FEATURE_NORM must be one of {list(FEATURE_NORMS)}, got {feature_norm!r}")
+    if feature_norm != "none":
         train_x, val_x = standardize(train_x, val_x)
     select_x, select_y = val_x, val_y
     holdout = float(fast.HOLDOUT_FRACTION)
@@ -65,7 +71,8 @@ def _fast_layer(cfg: DictConfig, features: Dict[str, Any], layer: str, device: t
         weight_decays=[float(x) for x in fast.WEIGHT_DECAYS],
         epochs=epochs, batch_size=int(fast.BATCH_SIZE),
         momentum=float(optimizer_params.get("momentum", 0.9)), nesterov=bool(optimizer_params.get("nesterov", False)),
-        lr_factor=shape, regularize_bias=bool(c.OPTIMIZER.REGULARIZE_BIAS), seed=int(c.SEED_VALUE), device=device,
+        lr_factor=shape, regularize_bias=bool(c.OPTIMIZER.REGULARIZE_BIAS), learn_affine=feature_norm == "batchnorm",
+        regularize_affine=bool(c.OPTIMIZER.REGULARIZE_NORM), seed=int(c.SEED_VALUE), device=device,
     )
     seconds = round(time.time() - started, 3)
     selection = top1_per_head(grid.scores(select_x), select_y)

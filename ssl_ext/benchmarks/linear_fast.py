@@ -14,15 +14,19 @@ dampening 0, optional Nesterov).
 Choices: weights start from N(0, 0.01^2) and biases at 0 (VISSL's linear head
 initialisation); the learning-rate schedule has the shape of
 ``OPTIMIZER.LR_SCHEDULE`` scaled to each head's rate; biases get weight decay
-only with ``OPTIMIZER.REGULARIZE_BIAS``. Features may be standardized with the
-train mean and standard deviation, the deterministic counterpart of the
-BatchNorm in VISSL's protocol head, so both modes see inputs on the same scale.
+only with ``OPTIMIZER.REGULARIZE_BIAS``. ``FEATURE_NORM`` mirrors the BatchNorm of
+VISSL's protocol head on cached features: ``batchnorm`` standardizes with the
+train mean and standard deviation (BatchNorm's statistics, computed once instead
+of per batch) and learns BatchNorm's per-feature scale and shift per head (weight
+decay on them only with ``OPTIMIZER.REGULARIZE_NORM``); ``standardize`` keeps only
+the fixed standardization; ``none`` feeds raw features (DINOv2's plain linear
+layer). With ``batchnorm`` the two modes train the same model and agree closely.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -32,19 +36,29 @@ INIT_STD = 0.01
 
 @dataclass
 class LinearGrid:
-    """Trained heads: ``weight`` (G, D, C), ``bias`` (G, C), and the (lr, wd) pair of each head."""
+    """Trained heads: ``weight`` (G, D, C), ``bias`` (G, C), the (lr, wd) pair of each head and,
+    with a learned feature affine, per-head ``scale`` and ``shift`` (G, D) applied before the weights."""
 
     weight: torch.Tensor
     bias: torch.Tensor
     settings: List[Tuple[float, float]]
+    scale: Optional[torch.Tensor] = None
+    shift: Optional[torch.Tensor] = None
 
     def scores(self, features: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
         """Logits of every head, (G, N, C)."""
         out = []
         for start in range(0, features.shape[0], chunk):
             x = features[start : start + chunk].to(self.weight.device, self.weight.dtype)
-            out.append(torch.baddbmm(self.bias.unsqueeze(1), x.expand(self.weight.shape[0], -1, -1), self.weight))
+            out.append(_logits(x, self.weight, self.bias, self.scale, self.shift))
         return torch.cat(out, dim=1)
+
+
+def _logits(x, weight, bias, scale, shift) -> torch.Tensor:
+    inputs = x.expand(weight.shape[0], -1, -1)
+    if scale is not None:
+        inputs = torch.addcmul(shift.unsqueeze(1), inputs, scale.unsqueeze(1))
+    return torch.baddbmm(bias.unsqueeze(1), inputs, weight)
 
 
 def standardize(train: torch.Tensor, *others: torch.Tensor, eps: float = 1e-5) -> List[torch.Tensor]:
@@ -66,12 +80,16 @@ def train_linear_grid(
     nesterov: bool = False,
     lr_factor: Callable[[float], float] = lambda where: 1.0,
     regularize_bias: bool = False,
+    learn_affine: bool = False,
+    regularize_affine: bool = False,
     seed: int = 0,
     device: torch.device = torch.device("cpu"),
 ) -> LinearGrid:
     """Train one linear head per (lr, wd) pair on ``features`` (N, D) with mini-batch SGD.
 
     ``lr_factor(where)`` scales every head's rate at training progress ``where`` in [0, 1).
+    ``learn_affine`` adds a per-head, per-feature scale (from 1) and shift (from 0) before
+    the weights: the learnable part of the protocol head's BatchNorm.
     """
     if not learning_rates or not weight_decays:
         raise ValueError("config.BENCHMARK.LINEAR.FAST: LEARNING_RATES and WEIGHT_DECAYS must not be empty")
@@ -85,6 +103,12 @@ def train_linear_grid(
     n, dim = x_all.shape
     weight = (torch.randn(heads, dim, num_classes, generator=generator) * INIT_STD).to(device).requires_grad_(True)
     bias = torch.zeros(heads, num_classes, device=device, requires_grad=True)
+    params = {"weight": (weight, True), "bias": (bias, regularize_bias)}
+    scale = shift = None
+    if learn_affine:
+        scale = torch.ones(heads, dim, device=device, requires_grad=True)
+        shift = torch.zeros(heads, dim, device=device, requires_grad=True)
+        params.update(scale=(scale, regularize_affine), shift=(shift, regularize_affine))
     lrs = torch.tensor([s[0] for s in settings], device=device)
     wds = torch.tensor([s[1] for s in settings], device=device)
     buffers: Dict[str, torch.Tensor] = {}
@@ -96,15 +120,12 @@ def train_linear_grid(
         for start in range(0, n, batch_size):
             index = order[start : start + batch_size]
             x, y = x_all[index], y_all[index]
-            logits = torch.baddbmm(bias.unsqueeze(1), x.expand(heads, -1, -1), weight)
+            logits = _logits(x, weight, bias, scale, shift)
             loss = F.cross_entropy(logits.reshape(-1, num_classes), y.repeat(heads), reduction="sum") / x.shape[0]
-            grad_w, grad_b = torch.autograd.grad(loss, (weight, bias))
+            grads = torch.autograd.grad(loss, [p for p, _ in params.values()])
             rate = lrs * lr_factor(step / total_steps)
             with torch.no_grad():
-                for name, param, grad, decays in (
-                    ("weight", weight, grad_w, True),
-                    ("bias", bias, grad_b, regularize_bias),
-                ):
+                for (name, (param, decays)), grad in zip(params.items(), grads):
                     shape = (heads,) + (1,) * (param.dim() - 1)
                     if decays:
                         grad = grad + wds.view(shape) * param
@@ -115,7 +136,8 @@ def train_linear_grid(
                         grad = grad + momentum * buf if nesterov else buf
                     param.sub_(rate.view(shape) * grad)
             step += 1
-    return LinearGrid(weight.detach(), bias.detach(), settings)
+    detached = [t.detach() if t is not None else None for t in (weight, bias, scale, shift)]
+    return LinearGrid(detached[0], detached[1], settings, detached[2], detached[3])
 
 
 def holdout_split(num_items: int, fraction: float, seed: int) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -90,7 +90,10 @@ def run_protocol(cfg: DictConfig) -> Dict[str, Any]:
     probe = val_set[0][0][0].unsqueeze(0).to(device)
     dims = _layer_dims(trunk, layers, probe)
     batchnorm = bool(c.BENCHMARK.LINEAR.PROTOCOL.BATCHNORM)
-    heads = nn.ModuleDict({layer: BatchNormLinearHead(dims[layer], num_classes, batchnorm) for layer in layers}).to(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(c.SEED_VALUE))
+        heads = nn.ModuleDict({layer: BatchNormLinearHead(dims[layer], num_classes, batchnorm) for layer in layers})
+    heads = heads.to(device)
     trained = heads
     if du.is_distributed() and du.get_world_size() > 1:
         trained = nn.parallel.DistributedDataParallel(heads, device_ids=[device.index] if device.type == "cuda" else None)
