@@ -174,14 +174,15 @@ write_configs() {
 
 # --- daemons ----------------------------------------------------------------------
 
-pid_alive() { [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null; }
+# A pid from a pid file counts only if that process still has the expected name (pids get reused).
+pid_alive() { [[ -n ${2:-} ]] && kill -0 "$2" 2>/dev/null && [[ $(cat "/proc/$2/comm" 2>/dev/null) == "$1" ]]; }
 pidfile_pid() { [[ -f $1 ]] && cat "$1" 2>/dev/null || true; }
 
 munge_running() { munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; }
 mysql_running() { mariadb-admin --socket="$MYSQL_SOCKET" ping >/dev/null 2>&1; }
-slurmdbd_running() { pid_alive "$(pidfile_pid "$RUN_DIR/slurmdbd.pid")"; }
-slurmctld_running() { pid_alive "$(pidfile_pid "$RUN_DIR/slurmctld.pid")"; }
-slurmd_running() { pid_alive "$(pidfile_pid "$RUN_DIR/slurmd.pid")"; }
+slurmdbd_running() { pid_alive slurmdbd "$(pidfile_pid "$RUN_DIR/slurmdbd.pid")"; }
+slurmctld_running() { pid_alive slurmctld "$(pidfile_pid "$RUN_DIR/slurmctld.pid")"; }
+slurmd_running() { pid_alive slurmd "$(pidfile_pid "$RUN_DIR/slurmd.pid")"; }
 
 wait_for() {  # wait_for <seconds> <description> <command...>
     local timeout=$1 what=$2 deadline
@@ -255,12 +256,12 @@ cluster_ready() {
         node_ready && cluster_registered && timeout 5 sacct -n -X -S now >/dev/null 2>&1
 }
 
-stop_pidfile() {  # stop_pidfile <name> <pidfile>: SIGTERM the recorded pid and wait for it
+stop_pidfile() {  # stop_pidfile <process name> <pidfile>: SIGTERM the recorded pid and wait for it
     local name=$1 pid
     pid=$(pidfile_pid "$2")
-    pid_alive "$pid" || return 0
+    pid_alive "$name" "$pid" || return 0
     kill "$pid"
-    for _ in $(seq 1 100); do pid_alive "$pid" || { say "stopped $name"; return 0; }; sleep 0.1; done
+    for _ in $(seq 1 100); do pid_alive "$name" "$pid" || { say "stopped $name"; return 0; }; sleep 0.1; done
     say "$name (pid $pid) still running after 10 s"
 }
 

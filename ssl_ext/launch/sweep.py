@@ -141,7 +141,7 @@ def expand(overrides: Sequence[str]) -> List[SweepRun]:
         choices = list(zip([key for key, _ in axes], values))
         cfg = compose_config(base + [f"{key}={value}" for key, value in choices])
         run_dir = absolute_run_dir(cfg)
-        if not sweeps_dir:
+        if axes and not sweeps_dir:
             run_dir = os.path.join(run_dir, run_name(choices, names))
         cfg.config.CHECKPOINT.DIR = run_dir
         runs.append(SweepRun(choices, run_dir, cfg))
@@ -185,9 +185,12 @@ def launch_sweep(overrides: Sequence[str], dry_run: bool = False) -> List[Any]:
     runs = expand(overrides)
     first = runs[0].cfg
     if len(runs) == 1 and not any(o.startswith(SWEEP_FILE_PREFIX) for o in overrides):
+        # Commas that are not a sweep (a quoted string, a mapping): one ordinary run.
         if first.config.SLURM.USE_SLURM:
             return slurm.launch_on_slurm(first, overrides, dry_run=dry_run)
-        return [run_locally(runs)]
+        from ssl_ext.launch.local import launch
+
+        return [launch(first)]
     if not first.config.SLURM.USE_SLURM:
         return [run_locally(runs)]
     params = common_sbatch_parameters(runs)

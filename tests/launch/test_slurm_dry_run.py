@@ -12,7 +12,7 @@ from ssl_ext.cli import main as cli_main
 from ssl_ext.config import ConfigError, compose_config
 from ssl_ext.engine import preemption
 from ssl_ext.launch.slurm import sbatch_parameters, training_job
-from ssl_ext.launch.slurm_job import RequeueLimitReached, _defer_preemption_signal, rendezvous_port
+from ssl_ext.launch.slurm_job import RequeueLimitReached, _defer_preemption_signal, rendezvous_port, task_placement
 from ssl_ext.launch.sweep import expand, launch_sweep, split_sweep
 
 TINY = ["config=demo/tiny_synthetic"]
@@ -147,3 +147,14 @@ def test_checkpoint_requeues_until_the_cap_then_explains(tmp_path):
         second.function.checkpoint()
     (tmp_path / "DONE").write_text(json.dumps({"iteration": 8}))
     assert job.checkpoint() is None  # a finished run is never requeued
+
+
+def test_task_placement_on_the_third_task_of_the_second_node(monkeypatch):
+    # What SLURM exports to task 5 of a 2-node x 4-task job (what srun sets for each task).
+    for name, value in {"SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "4242", "SLURM_NTASKS": "8",
+                        "SLURM_JOB_NUM_NODES": "2", "SLURM_NODEID": "1", "SLURM_PROCID": "5", "SLURM_LOCALID": "1",
+                        "SLURM_JOB_NODELIST": "gpu[07-08]"}.items():
+        monkeypatch.setenv(name, value)
+    place = task_placement(port_base=40050)
+    assert (place.rank, place.world_size, place.local_rank) == (5, 8, 1)
+    assert place.init_method == "tcp://gpu07:40292"  # the first node hosts rank 0's store
