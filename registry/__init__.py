@@ -75,7 +75,8 @@ DATA_SOURCES = Registry(
     "data source",
     """Datasets (``ssl_ext/data/sources``).
 
-    Built with ``build_data_source(spec, split="train"|"val", cfg=<DATA config>)``;
+    Built with ``build_data_source(spec, split="train"|"val", data_path=..., dataset_name=...,
+    skip_corrupt=...)`` (``data_path`` overrides the catalog entry of ``dataset_name``);
     a map-style ``torch.utils.data.Dataset`` whose items are ``(image, label)``
     with a PIL image or ``(C, H, W)`` uint8/float tensor, exposing ``targets``
     (list of int labels) and ``num_classes``.

@@ -70,6 +70,9 @@ def build_raw_dataset(cfg: DictConfig, split: str = "TRAIN") -> Dataset:
     """Data sources of ``DATA.<split>`` (concatenated), long-tailed when ``LONG_TAIL.ENABLED``; no transform."""
     data = cfg.config.DATA
     split_cfg = data[split]
+    from ssl_ext.data.catalog import add_catalog_file
+
+    add_catalog_file(str(data.DATASET_CATALOG or ""))
     sources = list(split_cfg.DATA_SOURCES)
     names = list(split_cfg.get("DATASET_NAMES", [])) or [""] * len(sources)
     paths = list(split_cfg.get("DATA_PATHS", [])) or [""] * len(sources)

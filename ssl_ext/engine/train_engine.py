@@ -75,6 +75,9 @@ def build_task(cfg: DictConfig) -> Task:
     device = resolve_device(cfg)
     rank, world_size = dist_utils.get_rank(), dist_utils.get_world_size()
     dataset = builders.build_dataset(cfg, "TRAIN")
+    skipped = getattr(dataset.base, "num_skipped", 0)
+    if rank == 0 and skipped:
+        logger.warning("Skipped %d unreadable images (config.DATA.SKIP_CORRUPT=true); the data source logged them.", skipped)
     if rank == 0 and dataset.targets:
         from ssl_ext.data.long_tail import write_class_histogram
 
