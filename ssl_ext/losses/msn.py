@@ -21,7 +21,7 @@ class MSNLoss(PrototypeMatchingLoss):
     plus the mean-entropy-maximization (me-max) regularizer.
 
     ``me_max = Σ_k p̄_k log p̄_k + log K`` (= KL(p̄ ‖ uniform) ≥ 0), where p̄ is the mean
-    anchor prediction over the global batch; ``loss = ce + me_max_weight * me_max``.
+    anchor prediction over the global batch; ``loss = ce + regularization_weight * me_max``.
     See ``PrototypeMatchingLoss`` for views, targets and the distributed behaviour.
 
     Args:
@@ -30,7 +30,7 @@ class MSNLoss(PrototypeMatchingLoss):
         temperature: cosine-similarity temperature of the predictions (0.1).
         sharpen_temperature: target sharpening temperature T (0.25).
         sinkhorn_iterations: Sinkhorn-Knopp steps on the targets (3; 0 disables).
-        me_max_weight: lambda of the me-max regularizer (1.0).
+        regularization_weight: lambda of the me-max regularizer (1.0).
         label_smoothing: smoothing of MSN's one-hot prototype labels (0.0).
         anchor_entropy_weight: weight of the mean anchor entropy (0.0: off).
     """
@@ -44,7 +44,7 @@ class MSNLoss(PrototypeMatchingLoss):
         temperature: float = 0.1,
         sharpen_temperature: float = 0.25,
         sinkhorn_iterations: int = 3,
-        me_max_weight: float = 1.0,
+        regularization_weight: float = 1.0,
         label_smoothing: float = 0.0,
         anchor_entropy_weight: float = 0.0,
     ) -> None:
@@ -52,7 +52,7 @@ class MSNLoss(PrototypeMatchingLoss):
             num_prototypes, embed_dim, temperature, sharpen_temperature, sinkhorn_iterations,
             label_smoothing, anchor_entropy_weight,
         )
-        self.me_max_weight = check_number(me_max_weight, "me_max_weight", self.loss_name, minimum=0)
+        self.regularization_weight = check_number(regularization_weight, "regularization_weight", self.loss_name, minimum=0)
         # The prior MSN implicitly matches; the prior monitor hook compares p̄ with it.
         self.register_buffer(
             "prior", torch.full((self.num_prototypes,), 1.0 / self.num_prototypes, dtype=torch.float64), persistent=False
@@ -60,4 +60,4 @@ class MSNLoss(PrototypeMatchingLoss):
 
     def regularizer(self, mean_probs: torch.Tensor) -> Tuple[Dict[str, torch.Tensor], torch.Tensor]:
         me_max = torch.special.xlogy(mean_probs, mean_probs).sum() + math.log(self.num_prototypes)
-        return {"me_max": me_max}, self.me_max_weight * me_max
+        return {"me_max": me_max}, self.regularization_weight * me_max

@@ -19,7 +19,7 @@ DEFAULT_PRIOR = {"NAME": "power_law", "PARAMS": {"tau": 0.25}}
 
 @register_loss("pmsn_loss")
 class PMSNLoss(PrototypeMatchingLoss):
-    """MSN's loss with me-max replaced by ``prior_weight * KL(p̄ ‖ π)``.
+    """MSN's loss with me-max replaced by ``regularization_weight * KL(p̄ ‖ π)``.
 
     ``KL(p̄ ‖ π) = Σ_k p̄_k (log p̄_k − log π_k)`` with π from the ``priors`` registry
     (``uniform``, ``power_law`` with π_k ∝ k^(−tau), ``from_file``, or a user's
@@ -33,9 +33,10 @@ class PMSNLoss(PrototypeMatchingLoss):
     mass π_k instead, so targets and regularizer agree on the cluster sizes (a
     stronger push toward π; an option to study, not the paper's setting).
 
-    Args: those of ``msn_loss`` (without ``me_max_weight``) plus
+    Args: those of ``msn_loss`` (same names, so an MSN config switches to PMSN by
+    changing NAME and adding a prior), with ``regularization_weight`` now the lambda of
+    the KL term, plus
         prior: ``{NAME, PARAMS}`` of a registered prior (default power_law, tau 0.25).
-        prior_weight: lambda of the KL term (1.0).
         sinkhorn_prior: Sinkhorn with the prior's marginals (false).
     """
 
@@ -49,7 +50,7 @@ class PMSNLoss(PrototypeMatchingLoss):
         sharpen_temperature: float = 0.25,
         sinkhorn_iterations: int = 3,
         prior: Optional[Mapping[str, Any]] = None,
-        prior_weight: float = 1.0,
+        regularization_weight: float = 1.0,
         sinkhorn_prior: bool = False,
         label_smoothing: float = 0.0,
         anchor_entropy_weight: float = 0.0,
@@ -58,7 +59,7 @@ class PMSNLoss(PrototypeMatchingLoss):
             num_prototypes, embed_dim, temperature, sharpen_temperature, sinkhorn_iterations,
             label_smoothing, anchor_entropy_weight,
         )
-        self.prior_weight = check_number(prior_weight, "prior_weight", self.loss_name, minimum=0)
+        self.regularization_weight = check_number(regularization_weight, "regularization_weight", self.loss_name, minimum=0)
         if not isinstance(sinkhorn_prior, bool):
             raise ValueError(f"{self.loss_name}: sinkhorn_prior must be true or false, got {sinkhorn_prior!r}")
         self.sinkhorn_prior = sinkhorn_prior
@@ -71,4 +72,4 @@ class PMSNLoss(PrototypeMatchingLoss):
     def regularizer(self, mean_probs: torch.Tensor) -> Tuple[Dict[str, torch.Tensor], torch.Tensor]:
         log_prior = self.prior.to(mean_probs.dtype).log()
         kl_prior = (torch.special.xlogy(mean_probs, mean_probs) - mean_probs * log_prior).sum()
-        return {"kl_prior": kl_prior}, self.prior_weight * kl_prior
+        return {"kl_prior": kl_prior}, self.regularization_weight * kl_prior

@@ -38,7 +38,7 @@ def test_msn_by_hand():
 
 def test_pmsn_kl_by_hand():
     tau = 0.5
-    loss = prototype_loss("pmsn_loss", num_prototypes=2, embed_dim=2, temperature=1.0, prior_weight=2.0,
+    loss = prototype_loss("pmsn_loss", num_prototypes=2, embed_dim=2, temperature=1.0, regularization_weight=2.0,
                           prior={"NAME": "power_law", "PARAMS": {"tau": tau}})
     terms = loss(symmetric_case(loss), {})
     pi = [1 / (1 + 2**-tau), 2**-tau / (1 + 2**-tau)]
@@ -67,8 +67,8 @@ def random_views(seed, n=6, dim=4, anchors=3):
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
 def test_pmsn_with_uniform_prior_equals_msn(sinkhorn_prior, label_smoothing):
     common = dict(num_prototypes=7, embed_dim=4, label_smoothing=label_smoothing)
-    msn = prototype_loss("msn_loss", me_max_weight=1.5, **common)
-    pmsn = prototype_loss("pmsn_loss", prior={"NAME": "uniform"}, prior_weight=1.5, sinkhorn_prior=sinkhorn_prior,
+    msn = prototype_loss("msn_loss", regularization_weight=1.5, **common)
+    pmsn = prototype_loss("pmsn_loss", prior={"NAME": "uniform"}, regularization_weight=1.5, sinkhorn_prior=sinkhorn_prior,
                           **common)
     pmsn.load_state_dict(msn.state_dict())
     results = []
@@ -111,7 +111,7 @@ def reference_msn(anchors, target, prototypes, tau=0.1, sharpen=0.25, iterations
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.3])
 def test_msn_matches_reference_value_and_prototype_gradient(smoothing):
-    loss = prototype_loss("msn_loss", num_prototypes=5, embed_dim=4, label_smoothing=smoothing, me_max_weight=0.7)
+    loss = prototype_loss("msn_loss", num_prototypes=5, embed_dim=4, label_smoothing=smoothing, regularization_weight=0.7)
     student, teacher = random_views(5)
     value = loss(make_output(student, teacher), {})["loss"]
     value.backward()
