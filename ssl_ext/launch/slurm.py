@@ -3,12 +3,16 @@
 Usage (``config.SLURM.*`` keys are documented in configs_yaml/defaults.yaml)::
 
     python tools/run_distributed_engines.py config=demo/tiny_synthetic \\
-        config.SLURM.USE_SLURM=true config.SLURM.PARTITION=debug \\
-        config.DISTRIBUTED.NUM_NODES=1 config.DISTRIBUTED.NUM_PROC_PER_NODE=2
+        +config/launcher@_global_=slurm_cpu config.SLURM.PARTITION=debug
     ... --dry-run                                  # print the sbatch script and the config; submit nothing
     ... config.OPTIMIZER.BASE_LR=0.1,0.3           # sweep: a job array, one run dir per value
     ... sweep=my_sweep.yaml                         # sweep from a YAML file (see ssl_ext/launch/sweep.py)
-    ... config=launcher/slurm_cpu                   # or select a launcher preset from a run's YAML defaults
+
+The launcher presets in configs_yaml/launcher/ (slurm_cpu, slurm_gpu,
+slurm_gpu_multinode) only set ``MACHINE``/``DISTRIBUTED``/``SLURM`` keys; add one
+to any run as above, or list it in a run YAML's ``defaults:``
+(``- /config/launcher/slurm_gpu@_here_``), or set ``config.SLURM.USE_SLURM=true``
+and the keys yourself.
 
 One SLURM task per process: ``DISTRIBUTED.NUM_NODES`` nodes times
 ``DISTRIBUTED.NUM_PROC_PER_NODE`` tasks per node (one per GPU when

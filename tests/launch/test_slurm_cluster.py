@@ -22,7 +22,7 @@ from ssl_ext.config import compose_config
 from ssl_ext.launch.slurm import SlurmLaunchError, launch_on_slurm
 from ssl_ext.utils.io import torch_load
 from slurm_testing import (
-    REPO, TINY_RUN, SignalWhenTraining, wait_for_job, wait_for_states, wait_until,
+    CLUSTER_SCRIPT, REPO, TINY_RUN, SignalWhenTraining, wait_for_job, wait_for_states, wait_until,
 )
 
 # 128 images, 16 per rank: 4 updates per epoch on 2 ranks. No epoch checkpoints, so the only
@@ -194,3 +194,14 @@ def test_impossible_request_is_an_error_not_a_hang(slurm_cluster, tmp_path, over
     job_ids: List[str] = re.findall(r"job (\d+)", message)
     for job_id in job_ids:
         assert subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True).stdout.strip() == ""
+
+
+def test_cluster_script_is_idempotent_and_reports_status(slurm_cluster):
+    started = time.time()
+    again = subprocess.run([str(CLUSTER_SCRIPT), "start"], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "already running: nothing to do" in again.stdout, again.stdout + again.stderr
+    assert time.time() - started < 10
+    status = subprocess.run([str(CLUSTER_SCRIPT), "status"], capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0 and "accounting: cluster ssl_ext registered" in status.stdout
+    partitions = subprocess.run(["sinfo", "-h", "-o", "%P %a"], capture_output=True, text=True).stdout.split()
+    assert partitions[:2] == [f"{slurm_cluster}*", "up"]
