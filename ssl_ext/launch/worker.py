@@ -48,6 +48,8 @@ def run_worker(cfg: DictConfig, rank: int = 0, world_size: int = 1, local_rank: 
     setup_logging(rank)
     registry.load_plugins(list(cfg.config.PLUGINS), origin="config.PLUGINS")
     seed_everything(int(cfg.config.SEED_VALUE) + rank)
+    # An in-process run (tests, notebooks) must not leave its determinism setting behind.
+    was_deterministic, was_benchmark = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
     set_deterministic(bool(cfg.config.DETERMINISTIC))
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend=backend_for(cfg), init_method=init_method, rank=rank, world_size=world_size)
@@ -57,3 +59,5 @@ def run_worker(cfg: DictConfig, rank: int = 0, world_size: int = 1, local_rank: 
     finally:
         if world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()
+        torch.use_deterministic_algorithms(was_deterministic)
+        torch.backends.cudnn.benchmark = was_benchmark
