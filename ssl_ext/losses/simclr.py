@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from registry import register_loss
 from ssl_ext.losses.base import SSLLoss
-from ssl_ext.losses._views import check_embeddings, two_student_views
+from ssl_ext.losses._views import autocast_off, check_embeddings, check_number, full_precision, two_student_views
 from ssl_ext.utils.distributed import all_gather_with_grad, all_reduce_mean_with_grad, get_rank
 
 
@@ -38,13 +38,12 @@ class SimCLRLoss(SSLLoss):
 
     def __init__(self, temperature: float = 0.1) -> None:
         super().__init__()
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-            raise ValueError(f"simclr_loss: temperature must be a number > 0, got {temperature!r}")
-        self.temperature = float(temperature)
+        self.temperature = check_number(temperature, "temperature", "simclr_loss", minimum=0, strict_min=True)
 
     def forward(self, output, batch=None) -> Dict[str, torch.Tensor]:
         view_a, view_b = two_student_views(output, "simclr_loss")
-        return {"loss": nt_xent(view_a, view_b, self.temperature)}
+        with autocast_off(view_a):
+            return {"loss": nt_xent(full_precision(view_a), full_precision(view_b), self.temperature)}
 
 
 def nt_xent(view_a: torch.Tensor, view_b: torch.Tensor, temperature: float) -> torch.Tensor:
