@@ -84,7 +84,8 @@ class PrototypeMatchingLoss(SSLLoss):
     # ------------------------------------------------------------------ parts
     def log_predictions(self, embeddings: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
         """log p for ``(n, D)`` embeddings: softmax of cosine/temperature, label-smoothed."""
-        logits = F.normalize(embeddings, dim=1) @ F.normalize(prototypes, dim=1).T / self.temperature
+        # Scaling the (K, D) prototypes instead of the (n, K) logits saves a large division.
+        logits = F.normalize(embeddings, dim=1) @ (F.normalize(prototypes, dim=1) / self.temperature).T
         log_probs = F.log_softmax(logits, dim=1)
         if self.label_smoothing > 0:
             log_probs = torch.logaddexp(
@@ -127,9 +128,11 @@ class PrototypeMatchingLoss(SSLLoss):
 
             log_probs = self.log_predictions(anchors, prototypes)
             probs = log_probs.exp()
-            targets = self.targets(target, prototypes.detach()).repeat(num_views, 1)
+            targets = self.targets(target, prototypes.detach())
 
-            ce = all_reduce_mean_with_grad(-(targets * log_probs).sum(dim=1).mean())
+            # H(targets, p) summed over views: the views share one target, so sum their log p first.
+            summed_log_probs = log_probs.view(num_views, local_n, -1).sum(dim=0)
+            ce = all_reduce_mean_with_grad(-(targets * summed_log_probs).sum() / (num_views * local_n))
             global_rows = num_views * local_n * get_world_size()
             mean_probs = all_reduce_sum_with_grad(probs.sum(dim=0)) / global_rows
             reg_terms, reg_loss = self.regularizer(mean_probs)
