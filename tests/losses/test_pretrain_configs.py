@@ -47,3 +47,21 @@ def test_cpu_tiny_config_trains_and_lowers_the_loss(name, tmp_path):
     assert sum(values[-2:]) / 2 < sum(values[:2]) / 2, values
     if any(h.NAME == "prior_monitor" for h in cfg.config.HOOKS.EXTRA):
         assert os.path.exists(tmp_path / "prior_monitor.png")
+
+
+@pytest.mark.parametrize("regularize", [False, True])
+def test_prototypes_get_gradients_and_no_weight_decay_unless_asked(regularize):
+    import torch
+
+    from ssl_ext.engine import builders
+    from ssl_ext.engine.output import ModelOutput
+
+    cfg = compose_config(["config=pretrain/pmsn/pmsn_cpu_tiny", f"config.OPTIMIZER.REGULARIZE_PROTOTYPES={regularize}"])
+    loss = builders.build_loss(cfg)
+    groups = builders.param_groups({"model": builders.build_model(cfg), "loss": loss}, cfg.config.OPTIMIZER)
+    (group,) = [g for g in groups if any(p is loss.prototypes for p in g["params"])]
+    assert group["weight_decay"] == (cfg.config.OPTIMIZER.WEIGHT_DECAY if regularize else 0.0)
+    dim = cfg.config.LOSS.PARAMS.embed_dim
+    output = ModelOutput(student=[torch.randn(8, dim) for _ in range(3)], teacher=[torch.randn(8, dim)])
+    loss(output, {})["loss"].backward()
+    assert loss.prototypes.grad is not None and loss.prototypes.grad.abs().sum() > 0
