@@ -25,8 +25,9 @@ to ``SLURM.LOG_FOLDER`` (default ``<CHECKPOINT.DIR>/slurm_logs``).
 Preemption and time limits: SLURM signals the job (USR2) ``SLURM.SIGNAL_DELAY_S``
 seconds before its time limit; the trainer saves a checkpoint at the current
 iteration and the job requeues itself, at most ``SLURM.MAX_REQUEUES`` times, and
-resumes exactly. A finished run (``<CHECKPOINT.DIR>/DONE`` exists) is not
-submitted again: the launcher says so and does nothing.
+resumes exactly. A finished run (``<CHECKPOINT.DIR>/DONE`` records the same
+epochs/iterations) is not submitted again: the launcher says so and does
+nothing; asking for more epochs continues it from its last checkpoint.
 
 Errors: a missing partition, an impossible resource request or any sbatch
 failure raises :class:`SlurmLaunchError` carrying SLURM's own message; a job
@@ -49,7 +50,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from ssl_ext.config import ConfigError
-from ssl_ext.launch.slurm_job import SlurmTrainingJob
+from ssl_ext.launch.slurm_job import SlurmTrainingJob, finished_run
 
 # squeue reasons that no amount of waiting fixes: the request does not fit the partition/account.
 HOPELESS_PENDING_REASONS = {
@@ -153,9 +154,9 @@ def training_job(cfg: DictConfig, run_dir: str) -> SlurmTrainingJob:
     )
 
 
-def finished_marker(run_dir: str) -> Optional[str]:
-    marker = os.path.join(run_dir, "DONE")
-    return marker if os.path.exists(marker) else None
+def finished_marker(cfg: DictConfig) -> Optional[str]:
+    """Path of the DONE marker when ``cfg``'s run has nothing left to do (see slurm_job.finished_run)."""
+    return os.path.join(str(cfg.config.CHECKPOINT.DIR), "DONE") if finished_run(cfg) is not None else None
 
 
 def sbatch_script(params: Dict[str, Any], folder: str, array_size: Optional[int] = None) -> str:
@@ -271,13 +272,14 @@ def launch_on_slurm(cfg: DictConfig, overrides: Sequence[str] = (), dry_run: boo
     params = sbatch_parameters(cfg)
     folder = log_folder(cfg, run_dir)
     job = training_job(cfg, run_dir)
+    job_cfg = OmegaConf.create(job.cfg_yaml)
     if dry_run or cfg.config.SLURM.DRY_RUN:
-        print_dry_run(sbatch_script(params, folder), OmegaConf.create(job.cfg_yaml))
+        print_dry_run(sbatch_script(params, folder), job_cfg)
         return []
-    marker = finished_marker(run_dir)
+    marker = finished_marker(job_cfg)
     if marker:
-        print(f"Run {run_dir} has already finished ({marker} exists): nothing to do. "
-              f"Use another config.CHECKPOINT.DIR to train again.")
+        print(f"Run {run_dir} has already finished ({marker} exists): nothing to do. Use another "
+              f"config.CHECKPOINT.DIR, or raise config.OPTIMIZER.NUM_EPOCHS to continue it.")
         return []
     os.makedirs(run_dir, exist_ok=True)
     executor = make_executor(params, folder)

@@ -19,8 +19,8 @@ submitit's handler, which calls :meth:`SlurmTrainingJob.checkpoint` (returning
 the ``DelayedSubmission`` of the next attempt, with the requeue count) and runs
 ``scontrol requeue``. The requeued job starts the same callable again and the
 train engine resumes from the newest checkpoint. A job whose training already
-ended finishes normally and is not requeued; a run with a ``DONE`` marker does
-nothing. Each stop is appended to ``<run_dir>/preemptions.jsonl``.
+ended finishes normally and is not requeued; a finished run (its ``DONE``
+marker records the same plan) does nothing. Each stop is appended to ``<run_dir>/preemptions.jsonl``.
 """
 from __future__ import annotations
 
@@ -92,8 +92,19 @@ def _defer_preemption_signal() -> Optional[Callable[..., Any]]:
     return submitit_handler if callable(submitit_handler) else None
 
 
-def _done_marker(run_dir: str) -> str:
-    return os.path.join(run_dir, "DONE")
+def finished_run(cfg: Any) -> Optional[Dict[str, Any]]:
+    """The DONE record of ``cfg``'s run if that run has nothing left to do, else None.
+
+    Same rule as the train engine: DONE counts only with AUTO_RESUME and when it
+    records the same plan (epochs / max iterations); a relaunch asking for more
+    training continues from the last checkpoint.
+    """
+    from ssl_ext.engine.train_engine import finished_run as done_record, planned_iterations
+
+    if str(cfg.config.ENGINE_NAME) != "train" or not cfg.config.CHECKPOINT.AUTO_RESUME:
+        return None
+    done = done_record(str(cfg.config.CHECKPOINT.DIR))
+    return done if done is not None and done.get("planned") == planned_iterations(cfg) else None
 
 
 @dataclass
@@ -143,9 +154,10 @@ class SlurmTrainingJob:
         requeue count advanced; the train engine resumes by itself.
         """
         import submitit
+        from omegaconf import OmegaConf
 
-        if os.path.exists(_done_marker(self.run_dir)):
-            logger.info("Run %s has finished (DONE exists): not requeueing.", self.run_dir)
+        if finished_run(OmegaConf.create(self.cfg_yaml)) is not None:
+            logger.info("Run %s has finished (see its DONE): not requeueing.", self.run_dir)
             return None
         if self.requeues >= self.max_requeues:
             raise RequeueLimitReached(

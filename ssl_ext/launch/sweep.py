@@ -15,7 +15,8 @@ Two ways to ask for a sweep, which combine (the runs are the cartesian product):
 
 Each run gets its own directory ``<CHECKPOINT.DIR>/<key>=<value>,...`` (the last
 component of each swept key, unless two keys share it), so runs resume and skip
-independently: a combination whose run dir holds ``DONE`` is not submitted again.
+independently: a combination that already finished (its ``DONE`` records the
+same plan) is not submitted again.
 A summary of job ids, run dirs and log files is printed and written to
 ``<CHECKPOINT.DIR>/sweep_<array job id>.json``. Without ``SLURM.USE_SLURM`` the
 runs execute here, one after another.
@@ -206,7 +207,7 @@ def launch_sweep(overrides: Sequence[str], dry_run: bool = False) -> List[Any]:
         print(OmegaConf.to_yaml(runs[0].cfg, resolve=True))
         return []
     rows = [{"run_dir": r.run_dir, "overrides": r.overrides, "status": "already finished (DONE)"} for r in runs]
-    todo = [(row, run) for row, run in zip(rows, runs) if not slurm.finished_marker(run.run_dir)]
+    todo = [(row, run) for row, run in zip(rows, runs) if not slurm.finished_marker(run.cfg)]
     if not todo:
         print_summary(rows)
         print("Every run of this sweep has already finished: nothing to do.")

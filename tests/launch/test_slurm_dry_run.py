@@ -11,6 +11,7 @@ import pytest
 from ssl_ext.cli import main as cli_main
 from ssl_ext.config import ConfigError, compose_config
 from ssl_ext.engine import preemption
+from ssl_ext.engine.train_engine import planned_iterations
 from ssl_ext.launch.slurm import sbatch_parameters, training_job
 from ssl_ext.launch.slurm_job import RequeueLimitReached, _defer_preemption_signal, rendezvous_port, task_placement
 from ssl_ext.launch.sweep import expand, launch_sweep, split_sweep
@@ -145,7 +146,10 @@ def test_checkpoint_requeues_until_the_cap_then_explains(tmp_path):
     assert first.function.cfg_yaml == job.cfg_yaml and not first.args and not first.kwargs
     with pytest.raises(RequeueLimitReached, match="MAX_REQUEUES=2"):
         second.function.checkpoint()
-    (tmp_path / "DONE").write_text(json.dumps({"iteration": 8}))
+    # DONE from a shorter plan: a relaunch with more epochs goes on, so it may requeue.
+    (tmp_path / "DONE").write_text(json.dumps({"iteration": 8, "planned": {"NUM_EPOCHS": 1, "MAX_ITERATIONS": -1}}))
+    assert job.checkpoint().function.requeues == 1
+    (tmp_path / "DONE").write_text(json.dumps({"iteration": 8, "planned": planned_iterations(cfg)}))
     assert job.checkpoint() is None  # a finished run is never requeued
 
 
