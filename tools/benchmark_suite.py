@@ -25,7 +25,7 @@ def main(argv=None) -> int:
     parser.add_argument("--weights", default=None, help="checkpoint or state dict to evaluate (MODEL.WEIGHTS_INIT.PARAMS_FILE)")
     parser.add_argument("--source", choices=("student", "teacher"), default=None, help="network inside an ssl_ext checkpoint")
     parser.add_argument("--print-config", action="store_true", help="print the composed suite config and exit")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides may come before and after the options
     if not any(o.startswith("config=") for o in args.overrides):
         parser.error("give the suite config, e.g. config=benchmark/suite/tiny_cpu")
     overrides = list(args.overrides) + ["config.ENGINE_NAME=benchmark_suite"]

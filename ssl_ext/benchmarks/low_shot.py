@@ -86,7 +86,8 @@ def fit_and_score(
         return scores
     model = LogisticRegression(C=1.0 / (penalty * train_x.shape[0]), max_iter=max_iter)
     model.fit(train_x, train_y)
-    scores[:, model.classes_] = model.decision_function(val_x)
+    # Log-probabilities have one column per class also with two classes (decision_function has one).
+    scores[:, model.classes_] = model.predict_log_proba(val_x)
     return scores
 
 
