@@ -292,6 +292,17 @@ def _to_device(batch: Dict[str, Any], device: torch.device) -> Dict[str, Any]:
     return {key: move(value) for key, value in batch.items()}
 
 
+def stop_requested_on_any_rank() -> bool:
+    """Every rank must agree to stop at the same step, else one saves (a collective) while another
+    runs the next DDP step; a signal can reach the ranks between their checks."""
+    flag = torch.tensor([1.0 if preemption.checkpoint_requested() else 0.0])
+    if dist_utils.is_distributed() and dist_utils.get_world_size() > 1:
+        backend_device = "cuda" if torch.distributed.get_backend() == "nccl" else "cpu"
+        flag = flag.to(backend_device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return bool(flag.item() > 0)
+
+
 def train(task: Task) -> Dict[str, Any]:
     """Run (or continue) training until ``task.max_iterations``; return a summary."""
     task.run_hooks("on_start")
@@ -304,7 +315,7 @@ def train(task: Task) -> Dict[str, Any]:
         task.run_hooks("on_phase_start")
         for batch in task.train_loader:
             task.step(batch)
-            if preemption.checkpoint_requested() and task.step_in_epoch % task.accumulate == 0:
+            if task.step_in_epoch % task.accumulate == 0 and stop_requested_on_any_rank():
                 path = task.save_checkpoint()
                 raise preemption.Preempted(path, task.iteration)
             if task.done:
