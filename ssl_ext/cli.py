@@ -2,7 +2,8 @@
 
     python tools/run_distributed_engines.py config=pretrain/simclr_digits config.OPTIMIZER.NUM_EPOCHS=2
     ssl-ext-run config=... --print-config      # print the composed, validated config and exit
-    ssl-ext-run config=... config.SLURM.USE_SLURM=true [--dry-run]
+    ssl-ext-run config=... launcher=slurm_cpu [--dry-run]      # the same run on SLURM
+    ssl-ext-run config=... config.OPTIMIZER.BASE_LR=0.1,0.3   # a sweep: one run per value
 """
 from __future__ import annotations
 
@@ -36,6 +37,13 @@ def _parser(with_listing: bool) -> argparse.ArgumentParser:
     return parser
 
 
+def expand_launcher_shorthand(item: str) -> str:
+    """``launcher=slurm_cpu`` is short for ``+config/launcher@_global_=slurm_cpu`` (configs_yaml/launcher/)."""
+    if item.startswith("launcher="):
+        return "+config/launcher@_global_=" + item[len("launcher="):]
+    return item
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     # fvcore (imported through Classy Vision's hooks) scripts a function at import time; recent torch versions
     # warn that torch.jit.script is deprecated, on every run, which would bury our one-line errors.
@@ -48,21 +56,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     from ssl_ext.config import ConfigError, compose_config
     from registry import RegistryError
 
-    sweep = [o for o in args.overrides if "=" in o and not o.startswith("config=") and "," in o.split("=", 1)[1] and not o.split("=", 1)[1].startswith("[")]
+    overrides = [expand_launcher_shorthand(o) for o in args.overrides]
     try:
-        if sweep or any(o.startswith("sweep=") for o in args.overrides):
+        from ssl_ext.launch.sweep import split_sweep
+
+        if split_sweep(overrides)[1]:
             from ssl_ext.launch.slurm import launch_sweep
 
-            launch_sweep(args.overrides, dry_run=args.dry_run)
+            launch_sweep(overrides, dry_run=args.dry_run)
             return 0
-        cfg = compose_config(args.overrides)
+        cfg = compose_config(overrides)
         if args.print_config:
             print(OmegaConf.to_yaml(cfg, resolve=True))
             return 0
         if cfg.config.SLURM.USE_SLURM:
             from ssl_ext.launch.slurm import launch_on_slurm
 
-            launch_on_slurm(cfg, args.overrides, dry_run=args.dry_run)
+            launch_on_slurm(cfg, overrides, dry_run=args.dry_run)
             return 0
         from ssl_ext.launch.local import launch
 
