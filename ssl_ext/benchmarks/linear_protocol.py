@@ -45,17 +45,35 @@ logger = logging.getLogger(__name__)
 
 
 class BatchNormLinearHead(nn.Module):
-    """BatchNorm (optional) then a linear classifier, on (N, D) features."""
+    """BatchNorm (optional) then a linear classifier, on (N, D) features.
+
+    The BatchNorm keeps a cumulative average of the batch statistics
+    (``momentum=None``) instead of VISSL's exponential one (0.1): the trunk is
+    frozen, so its features are stationary and the plain average is the better
+    estimate; with few steps the exponential average is still dominated by its
+    initial values (mean 0, variance 1) and evaluation breaks.
+    """
 
     def __init__(self, in_dim: int, num_classes: int, batchnorm: bool = True) -> None:
         super().__init__()
-        self.norm = nn.BatchNorm1d(in_dim) if batchnorm else nn.Identity()
+        self.norm = nn.BatchNorm1d(in_dim, momentum=None) if batchnorm else nn.Identity()
         self.linear = nn.Linear(in_dim, num_classes)
         nn.init.normal_(self.linear.weight, std=INIT_STD)
         nn.init.zeros_(self.linear.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.norm(x))
+
+
+class LinearHeads(nn.Module):
+    """One head per evaluated layer; ``forward`` maps {layer: features} to {layer: logits} (one module for DDP)."""
+
+    def __init__(self, dims: Dict[str, int], num_classes: int, batchnorm: bool) -> None:
+        super().__init__()
+        self.heads = nn.ModuleDict({layer: BatchNormLinearHead(dim, num_classes, batchnorm) for layer, dim in dims.items()})
+
+    def forward(self, features: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        return {layer: self.heads[layer](x) for layer, x in features.items()}
 
 
 def _layer_dims(trunk: nn.Module, layers: List[str], probe: torch.Tensor) -> Dict[str, int]:
@@ -92,7 +110,7 @@ def run_protocol(cfg: DictConfig) -> Dict[str, Any]:
     batchnorm = bool(c.BENCHMARK.LINEAR.PROTOCOL.BATCHNORM)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(c.SEED_VALUE))
-        heads = nn.ModuleDict({layer: BatchNormLinearHead(dims[layer], num_classes, batchnorm) for layer in layers})
+        heads = LinearHeads({layer: dims[layer] for layer in layers}, num_classes, batchnorm)
     heads = heads.to(device)
     trained = heads
     if du.is_distributed() and du.get_world_size() > 1:
@@ -134,7 +152,7 @@ def run_protocol(cfg: DictConfig) -> Dict[str, Any]:
             labels = batch["label"].to(device, non_blocking=True)
             with torch.no_grad():
                 features = trunk.extract_layers(images, layers)
-            logits = trained(features) if trained is not heads else {k: heads[k](v) for k, v in features.items()}
+            logits = trained(features)
             loss = sum(F.cross_entropy(logits[layer], labels) for layer in layers)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -143,7 +161,7 @@ def run_protocol(cfg: DictConfig) -> Dict[str, Any]:
         if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
             heads.eval()
             scores = run_sharded(
-                cfg, val_set, lambda images: {k: heads[k](v) for k, v in trunk.extract_layers(images, layers).items()}, device
+                cfg, val_set, lambda images: heads(trunk.extract_layers(images, layers)), device
             )
             metrics = {layer: classification_metrics(scores[layer], scores["labels"], groups) for layer in layers}
             history.append({"epoch": epoch + 1, "loss": float(loss.detach()), "metrics": metrics})

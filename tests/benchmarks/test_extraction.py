@@ -18,32 +18,58 @@ def test_shards_are_contiguous_whole_batches_covering_every_item(num_items, batc
         assert end == next_start and start % batch_size == 0 and start <= end
 
 
-def run_extraction(cfg, run_dir, processes):
-    cfg = copy.deepcopy(cfg)
-    cfg.config.ENGINE_NAME = "extract_features"
-    cfg.config.CHECKPOINT.DIR = str(run_dir)
-    cfg.config.DISTRIBUTED.NUM_PROC_PER_NODE = processes
-    cfg.config.DISTRIBUTED.BACKEND = "gloo"
-    result = launch(cfg)
-    return result
+SUITE_YAML = """# @package _global_
+config:
+  ENGINE_NAME: benchmark_suite
+  MACHINE: {DEVICE: cpu}
+  DISTRIBUTED: {BACKEND: gloo}
+  MODEL:
+    TRUNK: {NAME: small_cnn, PARAMS: {in_channels: 1, widths: [8], out_dim: 16}}
+  BENCHMARK:
+    SUITE:
+      BENCHMARKS:
+        - NAME: knn
+          CONFIG: benchmark/tiny/digits_knn
+          OVERRIDES: ["config.BENCHMARK.FEATURES.LAYERS=[stage1,stage2]", "config.DATA.VAL.BATCHSIZE_PER_REPLICA=100"]
+        - NAME: low_shot
+          CONFIG: benchmark/tiny/digits_low_shot
+          OVERRIDES: ["config.BENCHMARK.LOW_SHOT.PERCENTS=[10.0]", "config.BENCHMARK.LOW_SHOT.PER_CLASS=[1]",
+                      "config.BENCHMARK.LOW_SHOT.NUM_DRAWS=3", "config.DATA.VAL.BATCHSIZE_PER_REPLICA=100"]
+        - NAME: protocol
+          CONFIG: benchmark/tiny/digits_linear_protocol
+          OVERRIDES: ["config.OPTIMIZER.NUM_EPOCHS=1", "config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=128"]
+"""
 
 
-def test_two_gloo_ranks_equal_one_process(tmp_path, digits_cfg):
-    cfg = copy.deepcopy(digits_cfg)
-    cfg.config.MODEL.TRUNK.PARAMS = {"widths": [8], "out_dim": 16}
-    cfg.config.BENCHMARK.FEATURES.LAYERS = ["stage1", "stage2"]
-    cfg.config.DATA.VAL.BATCHSIZE_PER_REPLICA = 100  # 15 train batches: ranks get 7 and 8, uneven on purpose
-    single = run_extraction(cfg, tmp_path / "one", 1)
-    double = run_extraction(cfg, tmp_path / "two", 2)
-    assert single["num_rows"] == double["num_rows"] == {"train": 1437, "val": 360}
+def run_suite(suite_yaml, run_dir, processes):
+    from ssl_ext.config import compose_config
+
+    cfg = compose_config([f"config={suite_yaml}", f"config.CHECKPOINT.DIR={run_dir}",
+                          f"config.DISTRIBUTED.NUM_PROC_PER_NODE={processes}"])
+    return launch(cfg)
+
+
+def test_two_gloo_ranks_equal_one_process(tmp_path):
+    """Extraction (15 train batches: ranks get 7 and 8, uneven on purpose), kNN and low-shot give the
+    single-process numbers exactly on 2 ranks; the protocol linear eval trains with DDP."""
+    (tmp_path / "suite.yaml").write_text(SUITE_YAML)
+    single = run_suite(tmp_path / "suite.yaml", tmp_path / "one", 1)
+    double = run_suite(tmp_path / "suite.yaml", tmp_path / "two", 2)
     for split in ("train", "val"):
         for layer in ("stage1", "stage2"):
-            a = feature_store.load_feature_set(str(tmp_path / "one" / "features"), split, layer)
-            b = feature_store.load_feature_set(str(tmp_path / "two" / "features"), split, layer)
+            a = feature_store.load_feature_set(str(tmp_path / "one" / "benchmark_suite" / "knn" / "features"), split, layer)
+            b = feature_store.load_feature_set(str(tmp_path / "two" / "benchmark_suite" / "knn" / "features"), split, layer)
             assert np.array_equal(a.features, b.features), (split, layer)
             assert np.array_equal(a.labels, b.labels) and np.array_equal(a.ids, np.arange(len(a.ids)))
-            assert np.array_equal(a.ids, b.ids)
+            assert np.array_equal(a.ids, b.ids) and len(a.ids) == {"train": 1437, "val": 360}[split]
             assert a.features.shape[1] == {"stage1": 8, "stage2": 16}[layer] and np.isfinite(a.features).all()
-    meta = json.loads((tmp_path / "two" / "features" / "meta.json").read_text())
+    meta = json.loads((tmp_path / "two" / "benchmark_suite" / "knn" / "features" / "meta.json").read_text())
     assert meta["layers"] == ["stage1", "stage2"] and meta["num_classes"] == 10
-    assert (tmp_path / "two" / "extract_features" / "results.md").read_text().count("| train |") == 2
+
+    rows = {run: [r for r in result["rows"] if r["benchmark"] != "protocol"] for run, result in (("one", single), ("two", double))}
+    strip = lambda r: {k: v for k, v in r.items() if k != "seconds"}  # noqa: E731
+    assert [strip(r) for r in rows["one"]] == [strip(r) for r in rows["two"]]
+    assert len(rows["two"]) == 2 * 4 + 2  # kNN: 2 layers x 4 k; low-shot: the last layer x 2 subsets
+    protocol = [r for r in double["rows"] if r["benchmark"] == "protocol"]
+    assert len(protocol) == 1 and protocol[0]["top1"] > 15.0  # one epoch on random features, chance is 10
+    assert (tmp_path / "two" / "benchmark_suite" / "results.md").read_text().count("| protocol |") == 1
