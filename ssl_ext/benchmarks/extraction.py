@@ -59,18 +59,36 @@ def build_frozen_trunk(cfg: DictConfig, device: Optional[torch.device] = None) -
     return trunk.to(device or device_for(cfg))
 
 
+LAYER_JOIN = "+"
+
+
 def evaluation_layers(cfg: DictConfig, trunk: nn.Module) -> List[str]:
-    """``BENCHMARK.FEATURES.LAYERS``, or the trunk's last layer (its pooled output)."""
+    """``BENCHMARK.FEATURES.LAYERS``, or the trunk's last layer (its pooled output).
+
+    An entry may join layer names with ``+`` to concatenate them, e.g. DINO's
+    ViT linear-eval input ``cls_last4+avgpool_last1`` (class tokens of the last
+    four blocks and the average-pooled patches of the last one).
+    """
     layers = [str(x) for x in cfg.config.BENCHMARK.FEATURES.LAYERS]
     valid = list(getattr(trunk, "layer_names", []))
     if not valid:
         raise ValueError(f"Trunk {type(trunk).__name__} exposes no layer_names; it cannot be used for evaluation.")
     if not layers:
         return [valid[-1]]
-    unknown = [x for x in layers if x not in valid]
+    unknown = sorted({part for x in layers for part in x.split(LAYER_JOIN) if part not in valid})
     if unknown:
-        raise ValueError(f"config.BENCHMARK.FEATURES.LAYERS: unknown layer(s) {unknown} for this trunk; valid: {valid}")
+        raise ValueError(
+            f"config.BENCHMARK.FEATURES.LAYERS: unknown layer(s) {unknown} for this trunk; valid: {valid} "
+            f"(join names with '{LAYER_JOIN}' to concatenate them)"
+        )
     return layers
+
+
+def layer_features(trunk: nn.Module, images: torch.Tensor, layers: List[str]) -> Dict[str, torch.Tensor]:
+    """``{layer: (N, D)}`` for every evaluated layer, composite ``a+b`` layers concatenated in order."""
+    parts = list(dict.fromkeys(part for layer in layers for part in layer.split(LAYER_JOIN)))
+    base = trunk.extract_layers(images, parts)
+    return {layer: torch.cat([base[p] for p in layer.split(LAYER_JOIN)], dim=1) for layer in layers}
 
 
 def single_view_dataset(cfg: DictConfig, split: str, transform_split: str, augmented: bool = False) -> Dataset:
@@ -175,9 +193,9 @@ def run_sharded(cfg: DictConfig, dataset: Dataset, batch_fn: BatchFn, device: to
 
 
 def extract_split(cfg: DictConfig, trunk: nn.Module, split: str, layers: List[str], device: torch.device):
-    """Features of every layer for ``DATA.<split>``: dict layer -> FeatureSet (on every rank)."""
+    """Features of every layer for ``DATA.<split>`` (dict layer -> FeatureSet, on every rank) and the dataset."""
     dataset = single_view_dataset(cfg, split, transform_split="VAL")
-    merged = run_sharded(cfg, dataset, lambda images: trunk.extract_layers(images, layers), device)
+    merged = run_sharded(cfg, dataset, lambda images: layer_features(trunk, images, layers), device)
     labels, ids = merged["labels"].numpy(), merged["ids"].numpy()
     return {
         layer: feature_store.FeatureSet(features=merged[layer].numpy(), labels=labels, ids=ids) for layer in layers
@@ -244,7 +262,8 @@ def ensure_features(cfg: DictConfig) -> Dict[str, object]:
     if meta is not None:
         from ssl_ext.engine.builders import build_trunk
 
-        layers = evaluation_layers(cfg, build_trunk(cfg))
+        with torch.random.fork_rng(devices=[]):  # only the layer names are needed; leave the caller's RNG alone
+            layers = evaluation_layers(cfg, build_trunk(cfg))
         splits = [str(s).upper() for s in cfg.config.BENCHMARK.FEATURES.SPLITS]
         if meta.get("fingerprint") == feature_store.features_fingerprint(cfg, layers, splits):
             logger.info("Reusing cached features in %s", root)

@@ -57,7 +57,7 @@ def nearest_neighbours(
     index = faiss.IndexFlatIP(database.shape[1])
     if use_gpu:
         resources = faiss.StandardGpuResources()
-        index = faiss.index_cpu_to_gpu(resources, 0, index)
+        index = faiss.index_cpu_to_gpu(resources, torch.cuda.current_device() if torch.cuda.is_available() else 0, index)
     index.add(database)
     sims, ids = [], []
     for start in range(0, queries.shape[0], query_batch_size):

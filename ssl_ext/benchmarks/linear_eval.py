@@ -57,6 +57,8 @@ def _fast_layer(cfg: DictConfig, features: Dict[str, Any], layer: str, device: t
         train_x, val_x = standardize(train_x, val_x)
     select_x, select_y = val_x, val_y
     holdout = float(fast.HOLDOUT_FRACTION)
+    if not 0.0 <= holdout < 1.0:
+        raise ValueError(f"config.BENCHMARK.LINEAR.FAST.HOLDOUT_FRACTION must be in [0, 1), got {holdout}")
     if holdout > 0:
         kept, held = holdout_split(train_x.shape[0], holdout, int(c.SEED_VALUE))
         select_x, select_y = train_x[held], train_y[held]

@@ -33,6 +33,7 @@ from ssl_ext.benchmarks.extraction import (
     build_frozen_trunk,
     device_for,
     evaluation_layers,
+    layer_features,
     run_sharded,
     single_view_dataset,
     train_class_groups,
@@ -77,13 +78,8 @@ class LinearHeads(nn.Module):
 
 
 def _layer_dims(trunk: nn.Module, layers: List[str], probe: torch.Tensor) -> Dict[str, int]:
-    dims_fn = getattr(trunk, "layer_dims", None)
-    if dims_fn is not None:
-        dims = dims_fn()
-        if all(layer in dims for layer in layers):
-            return {layer: int(dims[layer]) for layer in layers}
     with torch.no_grad():
-        return {name: int(v.shape[1]) for name, v in trunk.extract_layers(probe, layers).items()}
+        return {name: int(v.shape[1]) for name, v in layer_features(trunk, probe, layers).items()}
 
 
 def _num_classes(dataset) -> int:
@@ -151,7 +147,7 @@ def run_protocol(cfg: DictConfig) -> Dict[str, Any]:
             images = batch["views"][0].to(device, non_blocking=True)
             labels = batch["label"].to(device, non_blocking=True)
             with torch.no_grad():
-                features = trunk.extract_layers(images, layers)
+                features = layer_features(trunk, images, layers)
             logits = trained(features)
             loss = sum(F.cross_entropy(logits[layer], labels) for layer in layers)
             optimizer.zero_grad(set_to_none=True)
@@ -161,7 +157,7 @@ def run_protocol(cfg: DictConfig) -> Dict[str, Any]:
         if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
             heads.eval()
             scores = run_sharded(
-                cfg, val_set, lambda images: heads(trunk.extract_layers(images, layers)), device
+                cfg, val_set, lambda images: heads(layer_features(trunk, images, layers)), device
             )
             metrics = {layer: classification_metrics(scores[layer], scores["labels"], groups) for layer in layers}
             history.append({"epoch": epoch + 1, "loss": float(loss.detach()), "metrics": metrics})

@@ -74,22 +74,26 @@ def markdown_table(rows: Sequence[Dict[str, Any]], title: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN -> None, numpy/torch scalars -> Python numbers, tuples -> lists (for json.dumps)."""
     if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
-        return _json_safe(value.item())
+        return json_safe(value.item())
     return value
+
+
+_json_safe = json_safe  # the earlier private name, still imported by ssl_ext.analysis
 
 
 def write_results(folder: str, result: Dict[str, Any], title: str) -> Dict[str, str]:
     """Write ``results.json`` (everything) and ``results.md`` (the rows) into ``folder``; return both paths."""
     json_path = os.path.join(folder, "results.json")
     md_path = os.path.join(folder, "results.md")
-    atomic_write_text(json_path, json.dumps(_json_safe(result), indent=2, sort_keys=False) + "\n")
+    atomic_write_text(json_path, json.dumps(json_safe(result), indent=2, sort_keys=False) + "\n")
     atomic_write_text(md_path, markdown_table(result.get("rows", []), title))
     return {"json": json_path, "markdown": md_path}
