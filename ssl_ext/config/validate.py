@@ -17,7 +17,7 @@ from ssl_ext.config.errors import ConfigError
 # Free-form mappings: their keys belong to a plugin (checked against its signature) or to the user.
 FREE_FORM_KEYS = {"PARAMS", "SOURCE_PARAMS", "LOSS_SCHEDULES"}
 # Lists of plugin specs, and the registry each item's NAME is looked up in.
-PLUGIN_LISTS = {"config.MODEL.HEADS": "head", "config.MODEL.STUDENT_ONLY_HEADS": "head", "config.HOOKS.EXTRA": "hook"}
+PLUGIN_LISTS = {"config.MODEL.HEADS": "head", "config.MODEL.STUDENT_ONLY_HEADS": "head", "config.HOOKS.EXTRA": "hook", "config.LOSS.REGULARIZERS": "loss"}
 # Sections with NAME + PARAMS, and the registry each NAME belongs to.
 PLUGIN_SECTIONS = {
     "config.MODEL.TRUNK": "trunk",

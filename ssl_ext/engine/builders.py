@@ -159,7 +159,12 @@ def build_model(cfg: DictConfig) -> SSLModel:
 
 
 def build_loss(cfg: DictConfig) -> nn.Module:
-    return registry.build_loss(_plain(cfg.config.LOSS))
+    """The configured loss, plus ``LOSS.REGULARIZERS`` terms when listed."""
+    from ssl_ext.losses.regularized import wrap_with_regularizers
+
+    loss_cfg = cfg.config.LOSS
+    base = registry.build_loss({"NAME": loss_cfg.NAME, "PARAMS": _plain(loss_cfg.PARAMS)})
+    return wrap_with_regularizers(base, _plain(loss_cfg.get("REGULARIZERS", [])) or [])
 
 
 def _is_norm(module: nn.Module) -> bool:

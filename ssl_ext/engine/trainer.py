@@ -117,11 +117,7 @@ class Task:
         self.loss_schedules = {
             name: loss_param_schedule(name, dict(spec)) for name, spec in (c.LOSS_SCHEDULES or {}).items()
         }
-        for name in self.loss_schedules:
-            if not hasattr(loss, name):
-                raise ValueError(
-                    f"config.LOSS_SCHEDULES.{name}: loss {type(loss).__name__} has no attribute {name!r} to schedule."
-                )
+        self.scheduled_owners = {name: _attribute_owner(loss, name) for name in self.loss_schedules}
         self.student_views = list(c.MODEL.STUDENT_VIEWS)
         self.teacher_views = list(c.MODEL.TEACHER_VIEWS)
         amp = c.MODEL.AMP
@@ -228,7 +224,7 @@ class Task:
                 group["weight_decay"] = self.weight_decay
         self.ema_momentum = float(self.ema_schedule(where))
         for name, schedule in self.loss_schedules.items():
-            setattr(self.loss, name, float(schedule(where)))
+            setattr(self.scheduled_owners[name], name, float(schedule(where)))
 
     def autocast(self):
         if not self.amp_enabled:
@@ -278,6 +274,17 @@ class Task:
         self.student_views = list(range(num_views))
         inner = self.step_module.module if hasattr(self.step_module, "module") else self.step_module
         inner.student_views = self.student_views
+
+
+def _attribute_owner(loss: nn.Module, name: str) -> nn.Module:
+    """The loss module (the loss itself or a nested one, e.g. a regularized loss's base) holding ``name``."""
+    for module in loss.modules():
+        if name in vars(module) and not isinstance(vars(module)[name], (nn.Module, torch.Tensor)):
+            return module
+    raise ValueError(
+        f"config.LOSS_SCHEDULES.{name}: loss {type(loss).__name__} (and its sub-losses) has no "
+        f"hyper-parameter attribute {name!r} to schedule."
+    )
 
 
 def _to_device(batch: Dict[str, Any], device: torch.device) -> Dict[str, Any]:

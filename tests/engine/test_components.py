@@ -105,3 +105,56 @@ def test_gradient_accumulation_counts_updates_not_batches(tmp_path):
                           "config.OPTIMIZER.ACCUMULATE_GRAD_STEPS=2", "config.OPTIMIZER.NUM_EPOCHS=1"])
     summary = launch(cfg)
     assert summary["iteration"] == (128 // 16) // 2
+
+
+def test_loss_regularizers_from_yaml_add_weighted_terms(tmp_path):
+    from ssl_ext.engine.builders import build_loss
+    from ssl_ext.engine.output import ModelOutput
+
+    cfg = compose_config(["config=demo/tiny_synthetic", f"config.CHECKPOINT.DIR={tmp_path}",
+                          "config.LOSS.REGULARIZERS=[{NAME: singular_value_loss, WEIGHT: 0.004}]"])
+    loss = build_loss(cfg)
+    torch.manual_seed(0)
+    views = [torch.randn(8, 16, dtype=torch.float64) for _ in range(2)]
+    terms = loss(ModelOutput(student=views, student_views=[0, 1]), {})
+    base = registry.build_loss({"NAME": "simclr_loss", "PARAMS": {"temperature": 0.2}})(
+        ModelOutput(student=views, student_views=[0, 1]), {})["loss"]
+    singular = registry.build_loss({"NAME": "singular_value_loss"})(ModelOutput(student=views, student_views=[0, 1]), {})["loss"]
+    assert torch.allclose(terms["base"], base) and torch.allclose(terms["singular_value_loss"], singular)
+    assert torch.allclose(terms["loss"], base + 0.004 * singular)
+    summary = launch(compose_config(["config=demo/tiny_synthetic", f"config.CHECKPOINT.DIR={tmp_path}",
+                                     "config.OPTIMIZER.MAX_ITERATIONS=2",
+                                     "config.LOSS.REGULARIZERS=[{NAME: singular_value_loss, WEIGHT: 0.004}]"]))
+    assert summary["iteration"] == 2
+
+
+def test_a_loss_schedule_sets_the_attribute_every_step(tmp_path):
+    from ssl_ext.engine.train_engine import build_task
+
+    cfg = compose_config(["config=demo/tiny_synthetic", f"config.CHECKPOINT.DIR={tmp_path}",
+                          "+config.LOSS_SCHEDULES.temperature={NAME: linear, START: 0.5, END: 0.1}",
+                          "config.LOSS.REGULARIZERS=[{NAME: singular_value_loss, WEIGHT: 0.0}]"])
+    task = build_task(cfg)
+    task.iteration = task.max_iterations // 2
+    task.apply_schedules()
+    assert task.loss.base.temperature == pytest.approx(0.3)
+
+
+def test_ema_teacher_follows_the_scheduled_momentum(tmp_path):
+    from ssl_ext.engine.builders import collate_views
+    from ssl_ext.engine.train_engine import build_task
+
+    cfg = compose_config(["config=demo/tiny_synthetic", f"config.CHECKPOINT.DIR={tmp_path}",
+                          "config.MODEL.EMA_TEACHER.ENABLED=true", "config.MODEL.EMA_TEACHER.MOMENTUM_START=0.9",
+                          "config.MODEL.EMA_TEACHER.MOMENTUM_END=1.0"])
+    task = build_task(cfg)
+    task.run_hooks("on_start")
+    batch = collate_views([task.train_loader.dataset[i] for i in range(16)])
+    task.iteration = task.max_iterations // 4  # momentum 0.925 on the linear schedule
+    teacher_before = {k: v.clone() for k, v in task.teacher.state_dict().items()}
+    task.step(batch)
+    assert task.ema_momentum == pytest.approx(0.925)
+    student = task.student.state_dict()
+    for name, value in task.teacher.named_parameters():
+        expected = 0.925 * teacher_before[name] + 0.075 * student[name]
+        assert torch.allclose(value, expected, atol=1e-7), name
