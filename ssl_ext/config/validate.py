@@ -36,11 +36,17 @@ BUILD_CONTEXT = {
 }
 
 
-@functools.lru_cache(maxsize=1)
 def schema() -> DictConfig:
+    """defaults.yaml, re-read when the file changes (a long-lived process must not validate against a stale copy)."""
     from ssl_ext.config.compose import CONFIGS_ROOT
 
-    return OmegaConf.load(CONFIGS_ROOT / "defaults.yaml")
+    path = CONFIGS_ROOT / "defaults.yaml"
+    return _load_schema(str(path), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1)
+def _load_schema(path: str, mtime_ns: int) -> DictConfig:
+    return OmegaConf.load(path)
 
 
 def _all_keys(node: Any, prefix: str = "") -> List[str]:
