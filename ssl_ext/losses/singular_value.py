@@ -5,7 +5,8 @@ Learning", arXiv:2207.03552.
 """
 from __future__ import annotations
 
-from typing import Dict
+from contextlib import contextmanager
+from typing import Dict, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -53,4 +54,29 @@ class SingularValueLoss(SSLLoss):
         z = all_gather_with_grad(z)
         if self.center:
             z = z - z.mean(dim=0, keepdim=True)
-        return -torch.linalg.svdvals(z).sum()
+        with _single_threaded_on_cpu(z):
+            singular_values = torch.linalg.svdvals(z)
+        return -singular_values.sum()
+
+
+@contextmanager
+def _single_threaded_on_cpu(tensor: torch.Tensor) -> Iterator[None]:
+    """Run the enclosed CPU LAPACK call on one thread, restoring the thread count after.
+
+    The SVD of a ``(N, D)`` batch bidiagonalizes it in ~D small steps, each ending in
+    a thread barrier. When the cores are shared (other processes, several DDP ranks
+    on one node) every barrier waits for a scheduler tick: on 2 busy cores a
+    1024 x 256 SVD took ~4 s with 2 threads and ~30 ms with 1
+    (benchmarks/loss_speed.py). On idle cores a second thread could at best halve
+    those ~30 ms, which is small next to a training step; the singular values agree
+    to rounding (float32: within an ulp; float64: ~1e-13).
+    """
+    threads = torch.get_num_threads()
+    if tensor.device.type != "cpu" or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
