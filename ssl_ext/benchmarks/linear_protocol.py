@@ -88,6 +88,34 @@ def _num_classes(dataset) -> int:
     return max(declared, (max(targets) + 1) if targets else 0)
 
 
+def _train_epoch(trunk, heads, trained, layers, loader, optimizer, device, step, total_steps, lr_at, wd_at) -> float:
+    """One pass over the train loader; returns the last step's loss. ``trained`` is ``heads`` or its DDP wrapper."""
+    heads.train()
+    loss = torch.zeros(())
+    for batch in loader:
+        where = step / total_steps
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(where)
+            group["weight_decay"] = wd_at(where) if group.get("apply_weight_decay", True) else 0.0
+        images = batch["views"][0].to(device, non_blocking=True)
+        labels = batch["label"].to(device, non_blocking=True)
+        with torch.no_grad():
+            features = layer_features(trunk, images, layers)
+        logits = trained(features)
+        loss = sum(F.cross_entropy(logits[layer], labels) for layer in layers)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+    return float(loss.detach())
+
+
+def _evaluate(cfg, trunk, heads, layers, val_set, groups, device) -> Dict[str, Dict[str, float]]:
+    heads.eval()
+    scores = run_sharded(cfg, val_set, lambda images: heads(layer_features(trunk, images, layers)), device)
+    return {layer: classification_metrics(scores[layer], scores["labels"], groups) for layer in layers}
+
+
 def run_protocol(cfg: DictConfig) -> Dict[str, Any]:
     """Train and evaluate the heads; return rows (last epoch) and the per-epoch history (same on every rank)."""
     from ssl_ext.engine.builders import build_optimizer, collate_views
@@ -138,29 +166,11 @@ def run_protocol(cfg: DictConfig) -> Dict[str, Any]:
     for epoch in range(epochs):
         sampler.set_epoch(epoch)
         train_set.set_epoch(epoch)
-        heads.train()
-        for batch in loader:
-            where = step / total_steps
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(where)
-                group["weight_decay"] = wd_at(where) if group.get("apply_weight_decay", True) else 0.0
-            images = batch["views"][0].to(device, non_blocking=True)
-            labels = batch["label"].to(device, non_blocking=True)
-            with torch.no_grad():
-                features = layer_features(trunk, images, layers)
-            logits = trained(features)
-            loss = sum(F.cross_entropy(logits[layer], labels) for layer in layers)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
+        loss = _train_epoch(trunk, heads, trained, layers, loader, optimizer, device, step, total_steps, lr_at, wd_at)
+        step += len(loader)
         if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
-            heads.eval()
-            scores = run_sharded(
-                cfg, val_set, lambda images: heads(layer_features(trunk, images, layers)), device
-            )
-            metrics = {layer: classification_metrics(scores[layer], scores["labels"], groups) for layer in layers}
-            history.append({"epoch": epoch + 1, "loss": float(loss.detach()), "metrics": metrics})
+            metrics = _evaluate(cfg, trunk, heads, layers, val_set, groups, device)
+            history.append({"epoch": epoch + 1, "loss": loss, "metrics": metrics})
             logger.info(
                 "linear_eval (protocol) epoch %d/%d: %s", epoch + 1, epochs,
                 ", ".join(f"{layer} top-1 {m['top1']:.2f}%" for layer, m in metrics.items()),
