@@ -53,6 +53,15 @@ def output_dir(cfg: DictConfig) -> str:
     return explicit or os.path.join(str(cfg.config.CHECKPOINT.DIR), "cluster_analysis")
 
 
+def run_name(weights: str) -> str:
+    """A short name for plot titles: the last components of the run dir holding ``weights``."""
+    folder = os.path.dirname(os.path.abspath(weights)) if weights != "random init" else ""
+    if os.path.basename(folder) == "checkpoints":
+        folder = os.path.dirname(folder)
+    parts = [p for p in folder.split(os.sep) if p][-3:]
+    return "/".join(parts) or weights
+
+
 def cluster_counts(analysis_cfg: DictConfig, num_classes: int) -> List[int]:
     """k values: ``CLUSTERS_PER_CLASS`` multiples of ``num_classes`` then ``NUM_CLUSTERS``, deduplicated."""
     values: List[int] = []
@@ -83,6 +92,7 @@ def analyze_features(
     seed: int = 0,
     fit_method: str = "mle",
     null_draws: int = 200,
+    init: str = "kmeans++",
 ) -> Dict[str, Any]:
     """k-means for each k, with size summaries and label agreement; plus the label histogram as reference."""
     labels = np.asarray(labels, dtype=np.int64)
@@ -91,7 +101,7 @@ def analyze_features(
     rows = [_row(layer, "labels", int(label_sizes.size), reference, None)]
     details: Dict[str, Any] = {"labels": reference, "kmeans": {}}
     for k in ks:
-        result = run_kmeans(features, int(k), niter=niter, nredo=nredo, spherical=spherical, seed=seed)
+        result = run_kmeans(features, int(k), niter=niter, nredo=nredo, spherical=spherical, seed=seed, init=init)
         summary = size_distribution_summary(result.sizes, fit_method, null_draws, seed)
         scores = agreement(result.assignments, labels)
         summary.update(scores, objective=result.objective)
@@ -166,7 +176,10 @@ def _prototype_pass(cfg: DictConfig, split: str) -> Optional[Dict[str, Any]]:
         return None
     weights = str(c.MODEL.WEIGHTS_INIT.PARAMS_FILE or "")
     if not weights:
-        raise ValueError("Prototype usage needs a checkpoint: set config.MODEL.WEIGHTS_INIT.PARAMS_FILE (or ANALYSIS.PROTOTYPES=never)")
+        if mode == "always":
+            raise ValueError("Prototype usage needs a checkpoint: set config.MODEL.WEIGHTS_INIT.PARAMS_FILE (or ANALYSIS.PROTOTYPES=never)")
+        logger.info("Random initialisation: no trained prototypes to analyse")
+        return None
     try:
         load_loss_state(loss, weights)
     except MissingLossState:
@@ -216,7 +229,7 @@ def cluster_analysis_engine(cfg: DictConfig) -> Dict[str, Any]:
             ks = cluster_counts(a, int(np.bincount(data.labels).size))
             analysis = analyze_features(
                 data.features, data.labels, ks, layer=layer, niter=int(a.KMEANS.NITER), nredo=int(a.KMEANS.NREDO),
-                spherical=bool(a.KMEANS.SPHERICAL), **fit,
+                spherical=bool(a.KMEANS.SPHERICAL), init=str(a.KMEANS.INIT), **fit,
             )
             rows += analysis["rows"]
             details["layers"][layer] = analysis["details"]
@@ -230,7 +243,7 @@ def cluster_analysis_engine(cfg: DictConfig) -> Dict[str, Any]:
             "engine": "cluster_analysis", "split": split.lower(), "weights": weights, "features_dir": features["features_dir"],
             "rows": rows, "details": details,
         }
-        result["plots"] = write_plots(folder, details, f"{os.path.basename(os.path.dirname(os.path.dirname(weights))) or weights} ({split.lower()})")
+        result["plots"] = write_plots(folder, details, f"{run_name(weights)} ({split.lower()})")
         result["files"] = write_results(folder, result, f"Cluster analysis of {weights} on {split.lower()}")
         # The sorted sizes can be long (k in the thousands): results.json keeps them, the returned summary does not.
         del result["details"]

@@ -9,11 +9,14 @@ representations clustered the same way, and against the label histogram.
 Choices (all parameters): features are L2-normalized and clustered with spherical
 k-means (``spherical=True``) by default, because SSL features are compared by cosine
 similarity everywhere else (kNN, the losses). Each of ``nredo`` restarts is seeded
-with k-means++ (Arthur & Vassilvitskii, SODA 2007) rather than faiss's uniformly
-drawn points: a uniform draw easily puts two seeds in one large cluster and none in
-a small one, and Lloyd's iterations never recover from that, which would bias the
-very size distribution being measured toward fewer, larger clusters. The restart
-with the lowest sum of squared distances is kept. faiss's subsampling of the
+with k-means++ (Arthur & Vassilvitskii, SODA 2007; ``init="kmeans++"``) rather than
+faiss's uniformly drawn points (``init="random"``): a uniform draw easily puts two
+seeds in one large cluster and none in a small one, and Lloyd's iterations never
+recover from that, which would bias the very size distribution being measured toward
+fewer, larger clusters. k-means++ costs O(N k D) on the CPU, so with k in the
+thousands on hundreds of thousands of samples (iNat18) ``random`` is the practical
+choice. The restart with the lowest sum of squared distances is kept. faiss clusters
+on the GPU when it sees one. faiss's subsampling of the
 training points (256 per centroid) is switched off so every sample takes part.
 """
 from __future__ import annotations
@@ -22,6 +25,9 @@ from dataclasses import dataclass
 from typing import Dict
 
 import numpy as np
+
+
+INITS = ("kmeans++", "random")
 
 
 @dataclass
@@ -62,9 +68,13 @@ def run_kmeans(
     nredo: int = 3,
     spherical: bool = True,
     seed: int = 0,
+    init: str = "kmeans++",
 ) -> KMeansResult:
     """Cluster ``features`` (N, D) into ``num_clusters`` with faiss; see the module docstring."""
     import faiss
+
+    if init not in INITS:
+        raise ValueError(f"run_kmeans: init must be one of {list(INITS)}, got {init!r}")
 
     features = np.asarray(features)
     if features.ndim != 2 or features.shape[0] == 0:
@@ -84,8 +94,10 @@ def run_kmeans(
             x.shape[1], int(num_clusters), niter=int(niter), nredo=1, spherical=bool(spherical),
             seed=int(seed) + restart, min_points_per_centroid=1,
             max_points_per_centroid=-(-x.shape[0] // int(num_clusters)) + 1, verbose=False,
+            gpu=faiss.get_num_gpus() > 0,
         )
-        kmeans.train(x, init_centroids=kmeans_plus_plus(x, int(num_clusters), rng))
+        seeds = kmeans_plus_plus(x, int(num_clusters), rng) if init == "kmeans++" else None
+        kmeans.train(x, init_centroids=seeds)
         centroids = np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
         # faiss's own index holds the centroids of the last assignment step, not the final update: search afresh.
         index = faiss.IndexFlatL2(x.shape[1])

@@ -86,3 +86,16 @@ def test_bad_inputs_name_the_argument():
         run_kmeans(bad, 2)
     with pytest.raises(ValueError, match="same length"):
         purity(np.zeros(3, dtype=int), np.zeros(4, dtype=int))
+
+
+def test_kmeans_plus_plus_seeding_finds_small_clusters_that_random_seeding_merges():
+    """Sizes 2000, 1000, ..., 15 (tau ~ 1.7 over 8 blobs): k-means++ recovers every blob, faiss's uniform seeding
+    puts several seeds in the big blobs and merges small ones, shrinking the apparent number of clusters."""
+    sizes = [2000, 1000, 400, 150, 80, 40, 20, 15]
+    features, labels = blobs(sizes, seed=2)
+    plus = run_kmeans(features, 8, niter=20, nredo=1, seed=0, init="kmeans++")
+    assert sorted(plus.sizes.tolist(), reverse=True) == sizes
+    merged = [run_kmeans(features, 8, niter=20, nredo=1, seed=s, init="random").sizes for s in range(5)]
+    assert any(sorted(m.tolist(), reverse=True) != sizes for m in merged)
+    with pytest.raises(ValueError, match="init must be one of"):
+        run_kmeans(features, 8, init="forgy")

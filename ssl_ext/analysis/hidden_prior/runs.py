@@ -1,0 +1,192 @@
+"""The runs of the study, and how each is pretrained and evaluated (locally or on SLURM).
+
+Every run is an ssl_ext config: ``config=<plan's config>`` plus overrides for the
+data subset, the sampler arm or the prior, the epochs, the seed and the run dir.
+Evaluation composes the run's own ``train_config.yaml`` with the engine switched
+to ``linear_eval`` (fast mode), ``knn`` and ``cluster_analysis``; the three share one
+feature cache. A run that already finished (its ``DONE`` marker) is not trained
+again and an evaluation whose ``results.json`` is newer than the checkpoint is
+reused, so an interrupted study continues where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+logger = logging.getLogger(__name__)
+
+EVALUATIONS = ("linear", "knn", "analysis")
+ENGINE_OF = {"linear": "linear_eval", "knn": "knn", "analysis": "cluster_analysis"}
+
+
+@dataclass
+class RunSpec:
+    study: str  # "sampler" | "prior"
+    name: str  # e.g. "simclr_imbalanced", "pmsn_tau0.5", "random_init_cnn"
+    config: str
+    overrides: List[str]
+    seed: int
+    pretrain: bool = True
+    labels: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.study}/{self.name}/seed{self.seed}"
+
+
+def build_runs(plan: Dict[str, Any], data_overrides: List[str]) -> List[RunSpec]:
+    """Every run of the plan, in execution order (sampler study first)."""
+    runs: List[RunSpec] = []
+    common = list(plan["overrides"]) + list(data_overrides)
+    evaluation = plan["evaluation"]
+    for seed in plan["seeds"]:
+        sampler = plan["sampler_study"]
+        if sampler["enabled"]:
+            epochs = [f"config.OPTIMIZER.NUM_EPOCHS={sampler['epochs']}"]
+            for method in sampler["methods"]:
+                for arm in sampler["arms"]:
+                    arm_overrides = [
+                        "config.DATA.TRAIN.SAMPLER.NAME=class_imbalanced",
+                        f"config.DATA.TRAIN.SAMPLER.PARAMS={{classes_per_batch: {arm['classes_per_batch']}}}",
+                    ]
+                    runs.append(RunSpec(
+                        "sampler", f"{method['key']}_{arm['key']}", method["config"],
+                        common + list(sampler["overrides"]) + list(method.get("overrides", [])) + arm_overrides + epochs,
+                        seed, labels={"method": method["key"], "method_label": method.get("label", method["key"]),
+                                      "arm": arm["key"], "arm_label": arm.get("label", arm["key"]),
+                                      "classes_per_batch": arm["classes_per_batch"]},
+                    ))
+            if evaluation["random_init_baseline"]:
+                runs += _random_init_runs(sampler["methods"], "sampler", common + list(sampler["overrides"]), seed)
+        prior = plan["prior_study"]
+        if prior["enabled"]:
+            lt = prior["long_tail"]
+            # No long_tail: the data is long-tailed already (iNaturalist).
+            long_tail = [
+                "config.DATA.TRAIN.LONG_TAIL.ENABLED=true", f"config.DATA.TRAIN.LONG_TAIL.PROFILE={lt['profile']}",
+                f"config.DATA.TRAIN.LONG_TAIL.IMBALANCE_RATIO={float(lt['imbalance_ratio'])}",
+                f"config.DATA.TRAIN.LONG_TAIL.SEED={int(lt['seed'])}",
+            ] if lt else []
+            base = common + list(prior["overrides"]) + long_tail + [f"config.OPTIMIZER.NUM_EPOCHS={prior['epochs']}"]
+            msn = prior["msn"]
+            runs.append(RunSpec("prior", "msn", msn["config"], base + list(msn["overrides"]), seed,
+                                labels={"method": "msn", "method_label": msn["label"], "tau": None}))
+            pmsn = prior["pmsn"]
+            for tau in prior["taus"]:
+                runs.append(RunSpec(
+                    "prior", f"pmsn_tau{tau:g}", pmsn["config"],
+                    base + list(pmsn["overrides"]) + [f"config.LOSS.PARAMS.prior={{NAME: power_law, PARAMS: {{tau: {float(tau)}}}}}"],
+                    seed, labels={"method": "pmsn", "method_label": f"{pmsn['label']} (tau={tau:g})", "tau": float(tau)},
+                ))
+            if evaluation["random_init_baseline"]:
+                runs += _random_init_runs([{"key": "msn", "config": msn["config"], "overrides": msn["overrides"]}],
+                                          "prior", base, seed)
+    return runs
+
+
+def _random_init_runs(methods: List[Dict[str, Any]], study: str, overrides: List[str], seed: int) -> List[RunSpec]:
+    """One random-init evaluation per distinct trunk among ``methods`` (named after the first method using it)."""
+    from omegaconf import OmegaConf
+
+    from ssl_ext.config import compose_config
+
+    seen = {}
+    for method in methods:
+        cfg = compose_config([f"config={method['config']}", *overrides, *method.get("overrides", [])])
+        trunk = json.dumps(OmegaConf.to_container(cfg.config.MODEL.TRUNK, resolve=True), sort_keys=True)
+        seen.setdefault(trunk, method)
+    return [
+        RunSpec(study, f"random_init_{m['key']}", m["config"], overrides + list(m.get("overrides", [])), seed, pretrain=False,
+                labels={"method": "random_init", "method_label": f"random init ({m['key']} trunk)", "trunk_of": m["key"]})
+        for m in seen.values()
+    ]
+
+
+def execute(cfg) -> Optional[Any]:
+    """Run ``cfg``'s engine: in this process / local processes, or on SLURM (waiting for the job)."""
+    if bool(cfg.config.SLURM.USE_SLURM):
+        from ssl_ext.launch.slurm import launch_on_slurm
+
+        jobs = launch_on_slurm(cfg)
+        for job in jobs:
+            job.results()  # blocks until the job ends; raises with the job's error if it failed
+        return None
+    from ssl_ext.launch.local import launch
+
+    return launch(cfg)
+
+
+def run_dir_of(out: str, spec: RunSpec) -> str:
+    return os.path.join(out, "runs", spec.study, spec.name, f"seed{spec.seed}")
+
+
+def pretrain(spec: RunSpec, run_dir: str) -> str:
+    """Train (or find the finished run) and return its final checkpoint."""
+    from ssl_ext.config import compose_config
+    from ssl_ext.engine.checkpoint import list_checkpoints
+
+    cfg = compose_config([f"config={spec.config}", *spec.overrides, f"config.SEED_VALUE={spec.seed}",
+                          f"config.CHECKPOINT.DIR={run_dir}"])
+    execute(cfg)
+    found = list_checkpoints(run_dir)
+    if not found:
+        raise RuntimeError(f"Run {spec.key} produced no checkpoint in {run_dir}; see its log for the error")
+    return found[0][1]
+
+
+def _fresh(results_path: str, checkpoint: str) -> bool:
+    if not os.path.exists(results_path):
+        return False
+    return not checkpoint or os.path.getmtime(results_path) >= os.path.getmtime(checkpoint)
+
+
+def evaluate(spec: RunSpec, run_dir: str, checkpoint: str, plan: Dict[str, Any]) -> Dict[str, Any]:
+    """Linear probe, kNN and cluster analysis of one run; their results.json contents by evaluation name."""
+    from ssl_ext.config import compose_config
+
+    evaluation = plan["evaluation"]
+    if spec.pretrain:
+        base = [f"config={os.path.join(run_dir, 'train_config.yaml')}"]
+    else:
+        base = [f"config={spec.config}", *spec.overrides, f"config.SEED_VALUE={spec.seed}", f"config.CHECKPOINT.DIR={run_dir}"]
+    base += [*plan["overrides"], "config.HOOKS.EXTRA=[]", f"config.MODEL.WEIGHTS_INIT.PARAMS_FILE='{checkpoint}'",
+             f"config.MODEL.WEIGHTS_INIT.SOURCE={evaluation['source'] if spec.pretrain else 'student'}",
+             f"config.BENCHMARK.FEATURES.DIR={os.path.join(run_dir, 'features')}"]
+    results = {}
+    for name in EVALUATIONS:
+        folder = os.path.join(run_dir, ENGINE_OF[name])
+        path = os.path.join(folder, "results.json")
+        if not _fresh(path, checkpoint):
+            cfg = compose_config(base + [
+                f"config.ENGINE_NAME={ENGINE_OF[name]}", "config.BENCHMARK.LINEAR.MODE=fast",
+                f"config.BENCHMARK.OUTPUT_DIR={folder}", f"config.ANALYSIS.OUTPUT_DIR={folder}", *evaluation[name],
+            ])
+            execute(cfg)
+        with open(path) as f:
+            results[name] = json.load(f)
+    return results
+
+
+def run_one(spec: RunSpec, out: str, plan: Dict[str, Any]) -> Dict[str, Any]:
+    """Pretrain (unless a random-init baseline) and evaluate; a record for the report."""
+    run_dir = run_dir_of(out, spec)
+    started = time.time()
+    checkpoint = pretrain(spec, run_dir) if spec.pretrain else ""
+    trained = time.time()
+    results = evaluate(spec, run_dir, checkpoint, plan)
+    record = {
+        "key": spec.key, "study": spec.study, "name": spec.name, "seed": spec.seed, "labels": spec.labels,
+        "config": spec.config, "overrides": spec.overrides, "run_dir": run_dir, "checkpoint": checkpoint,
+        "seconds": {"pretrain": round(trained - started, 1), "evaluation": round(time.time() - trained, 1)},
+        "results": results,
+    }
+    done = os.path.join(run_dir, "DONE")
+    if os.path.exists(done):
+        with open(done) as f:
+            record["training"] = json.load(f)
+    logger.info("%s: pretrain %.0fs, evaluation %.0fs", spec.key, record["seconds"]["pretrain"], record["seconds"]["evaluation"])
+    return record

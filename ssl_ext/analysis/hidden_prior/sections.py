@@ -1,0 +1,187 @@
+"""The two sections of the report: the sampler study and the prior study (see ``report``)."""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Tuple
+
+from ssl_ext.analysis.hidden_prior.report import (
+    GROUPS, bar_plot, cluster_details, difference_verdict, fmt, group_records, knn_row, linear_row, mean_std,
+    prototype_details, sorted_curves_plot, val_counts,
+)
+
+LINE_STYLES = ("-", "--", "-.", ":")
+
+
+def _verdict(diff: float, se: float, significant: bool, expected_sign: int) -> str:
+    if not significant:
+        return "within noise: not reproduced at this scale"
+    return "as in the paper" if diff * expected_sign > 0 else "opposite to the paper"
+
+
+def _metric(records: List[Dict[str, Any]], getter) -> Tuple[List[float], float, float]:
+    values = [float(getter(r)) for r in records]
+    mean, std = mean_std(values)
+    return values, mean, std
+
+
+def sampler_section(records: List[Dict[str, Any]], plan: Dict[str, Any], folder: str) -> Tuple[str, Dict[str, Any]]:
+    study = plan["sampler_study"]
+    grouped = group_records(records, "sampler")
+    arms, methods, k = study["arms"], study["methods"], int(plan["evaluation"]["knn_k"])
+    reference, others = arms[0], arms[1:]
+    nseeds = len(plan["seeds"])
+    columns = (["method"] + [f"linear {a['label']}" for a in arms] + [f"linear drop ({a['label']})" for a in others]
+               + [f"kNN-{k} {a['label']}" for a in arms] + [f"kNN drop ({a['label']})" for a in others]
+               + [f"k-means τ / NMI {a['label']}" for a in arms])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    summary: Dict[str, Any] = {}
+    findings = []
+    bars: Dict[str, List[float]] = {a["label"]: [] for a in arms}
+    errors: Dict[str, List[float]] = {a["label"]: [] for a in arms}
+    curves = []
+    for m_index, method in enumerate(methods):
+        per_arm = {a["key"]: grouped.get(f"{method['key']}_{a['key']}", []) for a in arms}
+        if not all(per_arm.values()):
+            continue
+        lin = {a: _metric(rs, lambda r: linear_row(r)["top1"]) for a, rs in per_arm.items()}
+        knn = {a: _metric(rs, lambda r: knn_row(r, k)["top1"]) for a, rs in per_arm.items()}
+        clusters = {a: [cluster_details(r)[0] for r in rs] for a, rs in per_arm.items()}
+        n_val = val_counts(per_arm[reference["key"]][0]).get("top1", 0)
+        row = [method.get("label", method["key"])]
+        row += [fmt(lin[a["key"]][1], lin[a["key"]][2], nseeds) for a in arms]
+        entry: Dict[str, Any] = {"linear": {}, "knn": {}, "drop": {}, "kmeans_tau": {}, "nmi": {}}
+        drops_lin, drops_knn = [], []
+        for other in others:
+            for metric, store, cells in (("linear", lin, drops_lin), ("knn", knn, drops_knn)):
+                diff, se, kind, significant = difference_verdict(store[reference["key"]][0], store[other["key"]][0], n_val, n_val)
+                cells.append(f"{diff:+.2f} ± {se:.2f}")
+                entry["drop"].setdefault(other["key"], {})[metric] = {"drop": diff, "se": se, "se_kind": kind, "significant": significant}
+                if metric == "linear":
+                    findings.append(
+                        f"- **{method.get('label')}**: linear top-1 {lin[reference['key']][1]:.2f} with {reference['label']} "
+                        f"vs {lin[other['key']][1]:.2f} with {other['label']}: drop {diff:+.2f} ± {se:.2f} ({kind}) — "
+                        f"{_verdict(diff, se, significant, +1)}."
+                    )
+        row += drops_lin
+        row += [fmt(knn[a["key"]][1], knn[a["key"]][2], nseeds) for a in arms]
+        row += drops_knn
+        for a in arms:
+            taus = [c["tau"] for c in clusters[a["key"]]]
+            nmis = [c["nmi"] for c in clusters[a["key"]]]
+            row.append(f"{mean_std(taus)[0]:.2f} / {mean_std(nmis)[0]:.2f}")
+            entry["linear"][a["key"]] = lin[a["key"]][1:]
+            entry["knn"][a["key"]] = knn[a["key"]][1:]
+            entry["kmeans_tau"][a["key"]] = mean_std(taus)[0]
+            entry["nmi"][a["key"]] = mean_std(nmis)[0]
+            bars[a["label"]].append(lin[a["key"]][1])
+            errors[a["label"]].append(lin[a["key"]][2])
+            curves.append((f"{method.get('label')}, {a['label']}", clusters[a["key"]][0]["sorted_sizes"],
+                           f"C{m_index}{LINE_STYLES[arms.index(a) % len(LINE_STYLES)]}"))
+        summary[method["key"]] = entry
+        lines.append("| " + " | ".join(row) + " |")
+    floors = {}
+    for name, rs in grouped.items():
+        if name.startswith("random_init_"):
+            floors[f"random init ({rs[0]['labels'].get('trunk_of')} trunk)"] = mean_std([linear_row(r)["top1"] for r in rs])[0]
+            lines.append(f"| {rs[0]['labels']['method_label']} (no pretraining) | "
+                         + " | ".join([fmt(*mean_std([linear_row(r)["top1"] for r in rs]), nseeds)] + [""] * (len(columns) - 2)) + " |")
+    plots = []
+    if summary:
+        labels = [m.get("label", m["key"]) for m in methods if m["key"] in summary]
+        plots.append(bar_plot(os.path.join(folder, "sampler_study_linear.png"), labels, bars, errors, "linear top-1 (%)",
+                              "Sampler study: linear probe, balanced vs class-imbalanced batches", floors))
+        first_records = next(iter(grouped.values()))
+        _, label_hist = cluster_details(first_records[0])
+        curves.append(("class sizes (labels)", label_hist["sorted_sizes"], "k--"))
+        plots.append(sorted_curves_plot(os.path.join(folder, "sampler_study_cluster_sizes.png"), curves,
+                                        "Sampler study: sorted k-means cluster sizes (k = number of classes), train features",
+                                        "fraction of images"))
+    text = "\n".join(lines) + "\n\n" + "\n".join(findings) + "\n"
+    return text, {"methods": summary, "plots": plots, "random_init_linear": floors}
+
+
+def prior_section(records: List[Dict[str, Any]], plan: Dict[str, Any], folder: str) -> Tuple[str, Dict[str, Any]]:
+    grouped = group_records(records, "prior")
+    k = int(plan["evaluation"]["knn_k"])
+    nseeds = len(plan["seeds"])
+    columns = ["method", "linear top-1", *[f"linear {g}" for g in GROUPS], f"kNN-{k} top-1", *[f"kNN {g}" for g in GROUPS],
+               "p̄ fitted τ", "KL(p̄ ‖ prior)", "k-means τ", "NMI"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    summary: Dict[str, Any] = {}
+    usage_curves, cluster_curves = [], []
+    bars: Dict[str, List[float]] = {}
+    errors: Dict[str, List[float]] = {}
+    for index, (name, rs) in enumerate(grouped.items()):
+        label = rs[0]["labels"]["method_label"] + (" (no pretraining)" if name.startswith("random_init_") else "")
+        lin = {m: _metric(rs, lambda r, m=m: linear_row(r).get(m, float("nan"))) for m in ("top1", *GROUPS)}
+        knn = {m: _metric(rs, lambda r, m=m: knn_row(r, k).get(m, float("nan"))) for m in ("top1", *GROUPS)}
+        kmeans = [cluster_details(r)[0] for r in rs]
+        usage = [prototype_details(r) for r in rs]
+        soft = [u["soft"] for u in usage if u]
+        row = [label] + [fmt(lin[m][1], lin[m][2], nseeds) for m in ("top1", *GROUPS)]
+        row += [fmt(knn[m][1], knn[m][2], nseeds) for m in ("top1", *GROUPS)]
+        row += [fmt(mean_std([s["tau"] for s in soft])[0]) if soft else "–",
+                fmt(mean_std([s.get("kl_prior", float("nan")) for s in soft])[0], digits=3) if soft else "–",
+                fmt(mean_std([c["tau"] for c in kmeans])[0]), fmt(mean_std([c["nmi"] for c in kmeans])[0])]
+        lines.append("| " + " | ".join(row) + " |")
+        summary[name] = {"label": label, "tau_prior": rs[0]["labels"].get("tau"), "linear": {m: v[1] for m, v in lin.items()},
+                         "knn": {m: v[1] for m, v in knn.items()},
+                         "usage_tau": mean_std([s["tau"] for s in soft])[0] if soft else None,
+                         "kmeans_tau": mean_std([c["tau"] for c in kmeans])[0]}
+        bars[label] = [lin[m][1] for m in ("top1", *GROUPS)]
+        errors[label] = [lin[m][2] for m in ("top1", *GROUPS)]
+        style = f"C{index % 10}-"
+        if soft:
+            usage_curves.append((f"{label}: p̄", soft[0]["sorted_sizes"], style))
+            prior = usage[0].get("prior")
+            if prior and rs[0]["labels"].get("method") != "msn":
+                usage_curves.append((f"{label}: prior", prior["sorted_sizes"], f"C{index % 10}:"))
+        cluster_curves.append((label, kmeans[0]["sorted_sizes"], style))
+    findings = _prior_findings(grouped, summary, k)
+    plots = []
+    if summary:
+        plots.append(bar_plot(os.path.join(folder, "prior_study_linear.png"), ["overall", *GROUPS], bars, errors,
+                              "linear top-1 (%)", "Prior study: linear probe on balanced val, by train class group"))
+        if usage_curves:
+            plots.append(sorted_curves_plot(os.path.join(folder, "prior_study_prototype_usage.png"), usage_curves,
+                                            "Prior study: sorted prototype usage p̄ on the long-tailed train set vs prior", "mass"))
+        _, label_hist = cluster_details(next(iter(grouped.values()))[0])
+        cluster_curves.append(("class sizes (labels)", label_hist["sorted_sizes"], "k--"))
+        plots.append(sorted_curves_plot(os.path.join(folder, "prior_study_cluster_sizes.png"), cluster_curves,
+                                        "Prior study: sorted k-means cluster sizes (k = number of classes), long-tailed train",
+                                        "fraction of images"))
+        summary_hist = {"sorted_sizes": label_hist["sorted_sizes"], "tau": label_hist["tau"]}
+    else:
+        summary_hist = {}
+    text = "\n".join(lines) + "\n\n" + "\n".join(findings) + "\n"
+    return text, {"methods": summary, "plots": plots, "train_class_histogram": summary_hist}
+
+
+def _prior_findings(grouped, summary: Dict[str, Any], k: int) -> List[str]:
+    if "msn" not in grouped:
+        return []
+    msn = grouped["msn"]
+    pmsn_names = [n for n in grouped if n.startswith("pmsn_")]
+    if not pmsn_names:
+        return []
+    counts = val_counts(msn[0])
+    best = max(pmsn_names, key=lambda n: summary[n]["linear"]["top1"])
+    findings = [f"PMSN run with the best linear top-1: **{summary[best]['label']}** (chosen on val accuracy, "
+                f"so slightly optimistic for PMSN)."]
+    for metric in ("top1", "tail", "head"):
+        for name, getter in (("linear", lambda r: linear_row(r).get(metric)), (f"kNN-{k}", lambda r: knn_row(r, k).get(metric))):
+            a = [float(getter(r)) for r in grouped[best]]
+            b = [float(getter(r)) for r in msn]
+            if any(v is None or v != v for v in a + b):
+                continue
+            n = counts.get(metric, 0)
+            diff, se, kind, significant = difference_verdict(a, b, n, n)
+            findings.append(f"- {name} {metric}: PMSN − MSN = {diff:+.2f} ± {se:.2f} ({kind}) — "
+                            f"{_verdict(diff, se, significant, +1)}.")
+    for name in ["msn", *pmsn_names]:
+        tau = summary[name]["usage_tau"]
+        prior = summary[name]["tau_prior"]
+        if tau is not None:
+            findings.append(f"- {summary[name]['label']}: prototype usage p̄ fits τ = {tau:.2f} "
+                            f"(its prior: τ = {0.0 if prior is None else prior:g}).")
+    return findings

@@ -1,0 +1,105 @@
+"""tools/reproduce_hidden_prior.py end to end on the shortened plan (real Fashion-MNIST images, 1 epoch)."""
+import json
+import os
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "tools"))
+
+import reproduce_hidden_prior as tool  # noqa: E402
+
+FASHION_MNIST = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
+
+
+@pytest.fixture(scope="module")
+def smoke_study(tmp_path_factory):
+    if not os.path.exists(FASHION_MNIST):
+        pytest.fail("Fashion-MNIST is missing: apt-get install -y dataset-fashion-mnist (tools/setup_env.sh does it as root)")
+    out = tmp_path_factory.mktemp("hidden_prior")
+    assert tool.main(["--plan", "study/smoke/hidden_prior", "--out", str(out)]) == 0
+    return out, json.loads((out / "results.json").read_text())
+
+
+def test_report_files_and_tables(smoke_study):
+    out, _ = smoke_study
+    report = (out / "report.md").read_text()
+    assert "## 1. Sampler study" in report and "## 2. Prior study" in report
+    assert "tools/reproduce_hidden_prior.py --plan study/smoke/hidden_prior" in report
+    for row in ("| SimCLR |", "| MSN |", "| PMSN (tau=0.5) |", "random init (simclr trunk)"):
+        assert row in report, row
+    assert "linear drop (class-imbalanced)" in report and "linear tail" in report
+    for plot in ("sampler_study_linear", "sampler_study_cluster_sizes", "prior_study_linear",
+                 "prior_study_prototype_usage", "prior_study_cluster_sizes"):
+        path = out / f"{plot}.png"
+        assert path.read_bytes()[:4] == b"\x89PNG", plot
+        assert f"]({plot}.png)" in report
+    assert (out / "plan.yaml").exists() and (out / "data" / "subset" / "subset.json").exists()
+
+
+def test_every_run_was_trained_and_evaluated_as_planned(smoke_study):
+    out, study = smoke_study
+    runs = {r["key"]: r for r in study["runs"]}
+    assert set(runs) == {
+        "sampler/simclr_balanced/seed0", "sampler/simclr_imbalanced/seed0", "sampler/msn_balanced/seed0",
+        "sampler/msn_imbalanced/seed0", "sampler/random_init_simclr/seed0", "sampler/random_init_msn/seed0",
+        "prior/msn/seed0", "prior/pmsn_tau0.5/seed0", "prior/random_init_msn/seed0",
+    }
+    for key, run in runs.items():
+        linear = run["results"]["linear"]["rows"][0]
+        assert 0.0 <= linear["top1"] <= 100.0, key
+        assert {"linear", "knn", "analysis"} == set(run["results"]), key
+        if run["labels"]["method"] != "random_init":
+            assert run["checkpoint"].endswith(".torch") and os.path.exists(os.path.join(run["run_dir"], "DONE")), key
+        if run["study"] == "prior":
+            assert {"head", "medium", "tail"} <= set(linear), key
+    # The sampler arm reached the run: K classes per batch in the saved config.
+    config = (out / "runs" / "sampler" / "simclr_imbalanced" / "seed0" / "train_config.yaml").read_text()
+    assert "class_imbalanced" in config and "classes_per_batch: 1" in config
+    # 40 (subset) x 10 classes; the long-tailed prior-study train set is smaller.
+    assert sum(runs["sampler/simclr_balanced/seed0"]["results"]["analysis"]["details"]["layers"]
+               .popitem()[1]["labels"]["sorted_sizes"]) == 400
+    prior_sizes = runs["prior/msn/seed0"]["results"]["analysis"]["details"]["layers"].popitem()[1]["labels"]["sorted_sizes"]
+    assert prior_sizes[0] == 40 and prior_sizes[-1] == 4
+    # PMSN's tau reached the loss: the prior it was trained against fits tau = 0.5; MSN's is uniform.
+    pmsn = runs["prior/pmsn_tau0.5/seed0"]["results"]["analysis"]["details"]["prototypes"]
+    assert pmsn["prior"]["tau_mle"] == pytest.approx(0.5, abs=1e-6)
+    msn = runs["prior/msn/seed0"]["results"]["analysis"]["details"]["prototypes"]
+    assert msn["prior"]["tau_mle"] == 0.0
+    summary = study["report"]["summary"]
+    assert set(summary["sampler"]["methods"]) == {"simclr", "msn"}
+    assert "imbalanced" in summary["sampler"]["methods"]["simclr"]["drop"]
+
+
+def test_rerun_reuses_finished_runs(smoke_study, capsys):
+    out, study = smoke_study
+    assert tool.main(["--plan", "study/smoke/hidden_prior", "--out", str(out), "sampler_study.enabled=false",
+                      "evaluation.random_init_baseline=false"]) == 0
+    again = json.loads((out / "results.json").read_text())
+    assert [r["key"] for r in again["runs"]] == ["prior/msn/seed0", "prior/pmsn_tau0.5/seed0"]
+    before = {r["key"]: r for r in study["runs"]}
+    for run in again["runs"]:
+        assert run["checkpoint"] == before[run["key"]]["checkpoint"]
+        assert run["results"]["linear"]["rows"] == before[run["key"]]["results"]["linear"]["rows"]
+
+
+def test_plan_errors_are_one_line(tmp_path, capsys):
+    assert tool.main(["--plan", "study/smoke/hidden_prior", "--out", str(tmp_path), "sampler_study.epoch=2"]) == 2
+    assert "Did you mean 'sampler_study.epochs'" in capsys.readouterr().err
+    assert tool.main(["--plan", "study/nope"]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert tool.main(["--plan", "study/smoke/hidden_prior", "--out", str(tmp_path), "prior_study.taus=[]"]) == 2
+    assert "prior_study.taus" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("plan, runs", [("study/cpu/hidden_prior", 13), ("study/full/hidden_prior_imagenet_inat18", 10)])
+def test_dry_run_composes_every_config_of_the_shipped_plans(plan, runs, tmp_path, capsys):
+    """Every run config of the CPU and the full (SLURM, ImageNet/iNat18) plans composes and validates."""
+    assert tool.main(["--plan", plan, "--out", str(tmp_path), "--dry-run", "config.SLURM.PARTITION=gpu"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == runs
+    assert all("config.SLURM.PARTITION=gpu" in line for line in lines)
+    assert any("classes_per_batch: 1}" in line or "classes_per_batch: 8}" in line for line in lines)
+    assert sum("PARAMS: {tau:" in line for line in lines) == 3
+    assert not os.listdir(tmp_path)  # nothing was written
