@@ -27,6 +27,7 @@ from ssl_ext.analysis.hidden_prior.idx_subset import write_idx_subset
 from ssl_ext.analysis.hidden_prior.plan import load_plan
 from ssl_ext.analysis.hidden_prior.runs import build_runs, run_one
 from ssl_ext.analysis.hidden_prior.sections import prior_section, sampler_section
+from ssl_ext.benchmarks.results import json_safe
 from ssl_ext.utils.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -103,14 +104,8 @@ def run_study(plan_name: str, overrides: List[str] = (), out: Optional[str] = No
     seconds = time.time() - started
     study = {"plan": plan, "command": command, "output_dir": out, "seconds": round(seconds, 1), "runs": records}
     study["report"] = write_report(study, out)
-    atomic_write_text(os.path.join(out, "results.json"), json.dumps(_json_safe(study), indent=1) + "\n")
+    atomic_write_text(os.path.join(out, "results.json"), json.dumps(json_safe(study), indent=1) + "\n")
     return study
-
-
-def _json_safe(value: Any) -> Any:
-    from ssl_ext.benchmarks.results import _json_safe as safe
-
-    return safe(value)
 
 
 def write_report(study: Dict[str, Any], out: str) -> Dict[str, Any]:
