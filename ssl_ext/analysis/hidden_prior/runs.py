@@ -15,11 +15,12 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 logger = logging.getLogger(__name__)
 
 EVALUATIONS = ("linear", "knn", "analysis")
+TIMINGS_FILE = "study_timings.json"
 ENGINE_OF = {"linear": "linear_eval", "knn": "knn", "analysis": "cluster_analysis"}
 
 
@@ -144,8 +145,8 @@ def _fresh(results_path: str, checkpoint: str) -> bool:
     return not checkpoint or os.path.getmtime(results_path) >= os.path.getmtime(checkpoint)
 
 
-def evaluate(spec: RunSpec, run_dir: str, checkpoint: str, plan: Dict[str, Any]) -> Dict[str, Any]:
-    """Linear probe, kNN and cluster analysis of one run; their results.json contents by evaluation name."""
+def evaluate(spec: RunSpec, run_dir: str, checkpoint: str, plan: Dict[str, Any]) -> Tuple[Dict[str, Any], bool]:
+    """Linear probe, kNN and cluster analysis of one run: (results.json contents by evaluation name, whether any ran)."""
     from ssl_ext.config import compose_config
 
     evaluation = plan["evaluation"]
@@ -156,11 +157,12 @@ def evaluate(spec: RunSpec, run_dir: str, checkpoint: str, plan: Dict[str, Any])
     base += [*plan["overrides"], "config.HOOKS.EXTRA=[]", f"config.MODEL.WEIGHTS_INIT.PARAMS_FILE='{checkpoint}'",
              f"config.MODEL.WEIGHTS_INIT.SOURCE={evaluation['source'] if spec.pretrain else 'student'}",
              f"config.BENCHMARK.FEATURES.DIR={os.path.join(run_dir, 'features')}"]
-    results = {}
+    results, ran = {}, False
     for name in EVALUATIONS:
         folder = os.path.join(run_dir, ENGINE_OF[name])
         path = os.path.join(folder, "results.json")
         if not _fresh(path, checkpoint):
+            ran = True
             cfg = compose_config(base + [
                 f"config.ENGINE_NAME={ENGINE_OF[name]}", "config.BENCHMARK.LINEAR.MODE=fast",
                 f"config.BENCHMARK.OUTPUT_DIR={folder}", f"config.ANALYSIS.OUTPUT_DIR={folder}", *evaluation[name],
@@ -168,20 +170,40 @@ def evaluate(spec: RunSpec, run_dir: str, checkpoint: str, plan: Dict[str, Any])
             execute(cfg)
         with open(path) as f:
             results[name] = json.load(f)
-    return results
+    return results, ran
+
+
+def _timings(run_dir: str, seconds: Dict[str, float], pretrained: bool, evaluated: bool) -> Dict[str, Any]:
+    """This invocation's times for the work it did; the recorded times of work an earlier invocation did."""
+    path = os.path.join(run_dir, TIMINGS_FILE)
+    previous = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            previous = json.load(f)
+    timings = {
+        "pretrain": seconds["pretrain"] if pretrained or "pretrain" not in previous else previous["pretrain"],
+        "evaluation": seconds["evaluation"] if evaluated or "evaluation" not in previous else previous["evaluation"],
+    }
+    timings["reused"] = not (pretrained or evaluated)
+    from ssl_ext.utils.io import atomic_write_text
+
+    atomic_write_text(path, json.dumps({k: timings[k] for k in ("pretrain", "evaluation")}))
+    return timings
 
 
 def run_one(spec: RunSpec, out: str, plan: Dict[str, Any]) -> Dict[str, Any]:
     """Pretrain (unless a random-init baseline) and evaluate; a record for the report."""
     run_dir = run_dir_of(out, spec)
+    finished_before = os.path.exists(os.path.join(run_dir, "DONE"))
     started = time.time()
     checkpoint = pretrain(spec, run_dir) if spec.pretrain else ""
     trained = time.time()
-    results = evaluate(spec, run_dir, checkpoint, plan)
+    results, evaluated = evaluate(spec, run_dir, checkpoint, plan)
+    seconds = {"pretrain": round(trained - started, 1), "evaluation": round(time.time() - trained, 1)}
     record = {
         "key": spec.key, "study": spec.study, "name": spec.name, "seed": spec.seed, "labels": spec.labels,
         "config": spec.config, "overrides": spec.overrides, "run_dir": run_dir, "checkpoint": checkpoint,
-        "seconds": {"pretrain": round(trained - started, 1), "evaluation": round(time.time() - trained, 1)},
+        "seconds": _timings(run_dir, seconds, pretrained=spec.pretrain and not finished_before, evaluated=evaluated),
         "results": results,
     }
     done = os.path.join(run_dir, "DONE")

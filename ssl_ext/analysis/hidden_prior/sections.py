@@ -88,13 +88,14 @@ def sampler_section(records: List[Dict[str, Any]], plan: Dict[str, Any], folder:
     plots = []
     if summary:
         labels = [m.get("label", m["key"]) for m in methods if m["key"] in summary]
-        plots.append(bar_plot(os.path.join(folder, "sampler_study_linear.png"), labels, bars, errors, "linear top-1 (%)",
-                              "Sampler study: linear probe, balanced vs class-imbalanced batches", floors))
+        plots.append(bar_plot(os.path.join(folder, "sampler_study_linear.png"), labels, bars,
+                              errors if nseeds > 1 else {}, "linear top-1 (%)",
+                              "Sampler study: linear probe,\nclass-balanced vs class-imbalanced batches", floors))
         first_records = next(iter(grouped.values()))
         _, label_hist = cluster_details(first_records[0])
         curves.append(("class sizes (labels)", label_hist["sorted_sizes"], "k--"))
         plots.append(sorted_curves_plot(os.path.join(folder, "sampler_study_cluster_sizes.png"), curves,
-                                        "Sampler study: sorted k-means cluster sizes (k = number of classes), train features",
+                                        "Sampler study: sorted k-means cluster sizes\n(k = number of classes, train features)",
                                         "fraction of images"))
     text = "\n".join(lines) + "\n\n" + "\n".join(findings) + "\n"
     return text, {"methods": summary, "plots": plots, "random_init_linear": floors}
@@ -140,15 +141,15 @@ def prior_section(records: List[Dict[str, Any]], plan: Dict[str, Any], folder: s
     findings = _prior_findings(grouped, summary, k)
     plots = []
     if summary:
-        plots.append(bar_plot(os.path.join(folder, "prior_study_linear.png"), ["overall", *GROUPS], bars, errors,
-                              "linear top-1 (%)", "Prior study: linear probe on balanced val, by train class group"))
+        plots.append(bar_plot(os.path.join(folder, "prior_study_linear.png"), ["overall", *GROUPS], bars, errors if nseeds > 1 else {},
+                              "linear top-1 (%)", "Prior study: linear probe on balanced val,\nby train class group"))
         if usage_curves:
             plots.append(sorted_curves_plot(os.path.join(folder, "prior_study_prototype_usage.png"), usage_curves,
-                                            "Prior study: sorted prototype usage p̄ on the long-tailed train set vs prior", "mass"))
+                                            "Prior study: sorted prototype usage p̄\non the long-tailed train set, vs each prior", "mass"))
         _, label_hist = cluster_details(next(iter(grouped.values()))[0])
         cluster_curves.append(("class sizes (labels)", label_hist["sorted_sizes"], "k--"))
         plots.append(sorted_curves_plot(os.path.join(folder, "prior_study_cluster_sizes.png"), cluster_curves,
-                                        "Prior study: sorted k-means cluster sizes (k = number of classes), long-tailed train",
+                                        "Prior study: sorted k-means cluster sizes\n(k = number of classes, long-tailed train features)",
                                         "fraction of images"))
         summary_hist = {"sorted_sizes": label_hist["sorted_sizes"], "tau": label_hist["tau"]}
     else:

@@ -144,8 +144,10 @@ def write_report(study: Dict[str, Any], out: str) -> Dict[str, Any]:
         )
         plots += summary["prior"]["plots"]
     timing = "\n".join(
-        f"| {r['key']} | {r['seconds']['pretrain']:.0f} | {r['seconds']['evaluation']:.0f} |" for r in records
+        f"| {r['key']} | {r['seconds']['pretrain']:.0f} | {r['seconds']['evaluation']:.0f} |"
+        f"{' (earlier invocation)' if r['seconds'].get('reused') else ''}" for r in records
     )
+    compute = sum(r["seconds"]["pretrain"] + r["seconds"]["evaluation"] for r in records)
     header = (
         f"# {plan['title']}\n\n"
         f"Reproduction of Assran et al., \"The Hidden Uniform Cluster Prior in Self-Supervised Learning\" "
@@ -154,7 +156,8 @@ def write_report(study: Dict[str, Any], out: str) -> Dict[str, Any]:
         f"- plan: `{plan['plan_file']}` with overrides `{' '.join(plan['plan_overrides'] + plan['run_overrides']) or 'none'}` "
         "(as run: plan.yaml)\n"
         f"- seeds: {plan['seeds']}; finished {datetime.datetime.now().isoformat(timespec='seconds')} on "
-        f"{platform.node()} ({os.cpu_count()} CPUs), total {study['seconds'] / 60:.1f} min\n"
+        f"{platform.node()} ({os.cpu_count()} CPUs); runs took {compute / 60:.1f} min in total (pretraining + "
+        f"evaluation, as first run), this invocation {study['seconds'] / 60:.1f} min\n"
         f"- runs: `runs/<study>/<run>/seed<s>/` (checkpoints, train_config.yaml, linear_eval/, knn/, cluster_analysis/)\n\n"
         "Differences are called significant when larger than twice their standard error; with one seed that error is the "
         "binomial error of the val accuracies only, which ignores training noise (see ssl_ext/analysis/hidden_prior/report.py).\n\n"
