@@ -21,6 +21,11 @@ def free_port() -> int:
 
 
 def _spawned(local_rank: int, cfg_yaml: str, world_size: int, init_method: str, result_dir: str) -> None:
+    import torch
+
+    # N processes x the default thread count oversubscribe the cores (torchrun sets 1 thread likewise).
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
     cfg = OmegaConf.create(cfg_yaml)
     result = run_worker(cfg, rank=local_rank, world_size=world_size, local_rank=local_rank, init_method=init_method)
     if local_rank == 0:
