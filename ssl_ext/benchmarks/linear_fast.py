@@ -24,6 +24,7 @@ layer). With ``batchnorm`` the two modes train the same model and agree closely.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -32,6 +33,22 @@ import torch
 import torch.nn.functional as F
 
 INIT_STD = 0.01
+# Below this many multiply-adds per step, one CPU thread is faster: the step is a few dozen tiny
+# ops, and a second OpenMP thread only adds synchronisation (100x slower when the cores are busy).
+SINGLE_THREAD_STEP_MACS = 2**24
+
+
+@contextlib.contextmanager
+def _threads_for_step_size(macs: int, device: torch.device):
+    if device.type != "cpu" or macs > SINGLE_THREAD_STEP_MACS or torch.get_num_threads() == 1:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @dataclass
@@ -111,33 +128,54 @@ def train_linear_grid(
         params.update(scale=(scale, regularize_affine), shift=(shift, regularize_affine))
     lrs = torch.tensor([s[0] for s in settings], device=device)
     wds = torch.tensor([s[1] for s in settings], device=device)
-    buffers: Dict[str, torch.Tensor] = {}
-    steps_per_epoch = math.ceil(n / batch_size)
-    total_steps = epochs * steps_per_epoch
-    step = 0
-    for _ in range(epochs):
-        order = torch.randperm(n, generator=generator).to(device)
-        for start in range(0, n, batch_size):
-            index = order[start : start + batch_size]
-            x, y = x_all[index], y_all[index]
-            logits = _logits(x, weight, bias, scale, shift)
-            loss = F.cross_entropy(logits.reshape(-1, num_classes), y.repeat(heads), reduction="sum") / x.shape[0]
-            grads = torch.autograd.grad(loss, [p for p, _ in params.values()])
-            rate = lrs * lr_factor(step / total_steps)
-            with torch.no_grad():
-                for (name, (param, decays)), grad in zip(params.items(), grads):
-                    shape = (heads,) + (1,) * (param.dim() - 1)
-                    if decays:
-                        grad = grad + wds.view(shape) * param
-                    if momentum > 0:
-                        buf = buffers.get(name)
-                        buf = grad.clone() if buf is None else buf.mul_(momentum).add_(grad)
-                        buffers[name] = buf
-                        grad = grad + momentum * buf if nesterov else buf
-                    param.sub_(rate.view(shape) * grad)
-            step += 1
+    loop = _SGDLoop(epochs, batch_size, momentum, nesterov, lr_factor, num_classes, generator)
+    with _threads_for_step_size(heads * min(batch_size, n) * dim * num_classes, torch.device(device)):
+        loop.run(x_all, y_all, params, lrs, wds)
     detached = [t.detach() if t is not None else None for t in (weight, bias, scale, shift)]
     return LinearGrid(detached[0], detached[1], settings, detached[2], detached[3])
+
+
+@dataclass
+class _SGDLoop:
+    """Mini-batch SGD of every head at once: torch.optim.SGD's update with a per-head lr and weight decay."""
+
+    epochs: int
+    batch_size: int
+    momentum: float
+    nesterov: bool
+    lr_factor: Callable[[float], float]
+    num_classes: int
+    generator: torch.Generator
+
+    def run(self, x_all, y_all, params, lrs, wds) -> None:
+        """``params``: name -> (tensor, decays?) for weight, bias and (optionally) scale, shift; updated in place."""
+        n = x_all.shape[0]
+        heads = lrs.shape[0]
+        tensors = {name: p for name, (p, _) in params.items()}
+        buffers: Dict[str, torch.Tensor] = {}
+        total_steps = self.epochs * math.ceil(n / self.batch_size)
+        step = 0
+        for _ in range(self.epochs):
+            order = torch.randperm(n, generator=self.generator).to(x_all.device)
+            for start in range(0, n, self.batch_size):
+                index = order[start : start + self.batch_size]
+                x, y = x_all[index], y_all[index]
+                logits = _logits(x, tensors["weight"], tensors["bias"], tensors.get("scale"), tensors.get("shift"))
+                loss = F.cross_entropy(logits.reshape(-1, self.num_classes), y.repeat(heads), reduction="sum") / x.shape[0]
+                grads = torch.autograd.grad(loss, list(tensors.values()))
+                rate = lrs * self.lr_factor(step / total_steps)
+                with torch.no_grad():
+                    for (name, (param, decays)), grad in zip(params.items(), grads):
+                        shape = (heads,) + (1,) * (param.dim() - 1)
+                        if decays:
+                            grad = grad + wds.view(shape) * param
+                        if self.momentum > 0:
+                            buf = buffers.get(name)
+                            buf = grad.clone() if buf is None else buf.mul_(self.momentum).add_(grad)
+                            buffers[name] = buf
+                            grad = grad + self.momentum * buf if self.nesterov else buf
+                        param.sub_(rate.view(shape) * grad)
+                step += 1
 
 
 def holdout_split(num_items: int, fraction: float, seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
