@@ -1,5 +1,4 @@
 """Feature extraction: whole-batch sharding, and 2 gloo ranks give the single-process features bit for bit."""
-import copy
 import json
 
 import numpy as np

@@ -14,7 +14,6 @@ cross-entropy on the same images). Floors (top-1 %, 500 val images, chance =
 10 %); the supervised model must beat random features clearly. Small, long-tailed
 and globally pooled, these features stay well below full Fashion-MNIST numbers.
 """
-import copy
 import gzip
 import os
 
