@@ -45,7 +45,8 @@ class ViewsDataset(Dataset):
             return [image], int(label), int(index)
         item_seed = int(np.random.SeedSequence([self.seed, self.epoch, int(index)]).generate_state(1)[0])
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(item_seed)
+            # Only the CPU generator: torch.manual_seed would also queue lazy CUDA seeding per item.
+            torch.default_generator.manual_seed(item_seed)
             views = self.transform(image)
         return views, int(label), int(index)
 
