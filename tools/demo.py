@@ -31,7 +31,8 @@ def pretrain_and_probe(key: str, out: str, epochs: int, overrides):
     run_dir = os.path.join(out, key)
     pretrain = compose_config([
         f"config={config}", "+config/demo@_global_=longtail_digits",
-        f"config.CHECKPOINT.DIR={run_dir}", f"config.OPTIMIZER.NUM_EPOCHS={epochs}", *overrides,
+        f"config.CHECKPOINT.DIR={run_dir}", f"config.OPTIMIZER.NUM_EPOCHS={epochs}",
+        "config.MACHINE.NUM_THREADS=1", *overrides,
     ])
     launch(pretrain)
     (_, final), *_ = list_checkpoints(run_dir)
@@ -51,7 +52,7 @@ def pretrain_and_probe(key: str, out: str, epochs: int, overrides):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/demo")
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--methods", default="msn,pmsn")
     parser.add_argument("overrides", nargs="*", help="extra config.X=v overrides for pretraining")
     args = parser.parse_args()

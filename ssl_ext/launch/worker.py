@@ -47,6 +47,9 @@ def run_worker(cfg: DictConfig, rank: int = 0, world_size: int = 1, local_rank: 
     os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(local_rank)})
     setup_logging(rank)
     registry.load_plugins(list(cfg.config.PLUGINS), origin="config.PLUGINS")
+    threads = int(cfg.config.MACHINE.get("NUM_THREADS", 0))
+    if threads > 0:
+        torch.set_num_threads(threads)
     seed_everything(int(cfg.config.SEED_VALUE) + rank)
     # An in-process run (tests, notebooks) must not leave its determinism setting behind.
     was_deterministic, was_benchmark = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
