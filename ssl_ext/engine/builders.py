@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
 import registry
 from ssl_ext.engine.model import SSLModel
@@ -115,14 +115,38 @@ def build_dataset(cfg: DictConfig, split: str = "TRAIN", transform: bool = True)
     return ViewsDataset(base, views_transform, seed=int(cfg.config.SEED_VALUE))
 
 
-def build_loader(cfg: DictConfig, dataset: Dataset, split: str, rank: int, world_size: int, seed: int) -> Tuple[DataLoader, Any]:
+class SkipFirstSampler(Sampler):
+    """Yields the wrapped sampler's indices after skipping the first ``skip`` (mid-epoch resume).
+
+    The wrapped sampler is deterministic from (seed, epoch), so skipping the
+    batches a run already consumed continues the epoch exactly.
+    """
+
+    def __init__(self, sampler: Sampler):
+        self.sampler, self.skip = sampler, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        skip, self.skip = self.skip, 0
+        for i, index in enumerate(self.sampler):
+            if i >= skip:
+                yield index
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+def build_loader(cfg: DictConfig, dataset: Dataset, split: str, rank: int, world_size: int, seed: int) -> Tuple[DataLoader, "SkipFirstSampler"]:
+    """Loader over the split's registered sampler, wrapped so a resumed run can skip consumed batches."""
     split_cfg = cfg.config.DATA[split]
     batch_size = int(split_cfg.BATCHSIZE_PER_REPLICA)
     sampler_spec = _plain(split_cfg.get("SAMPLER", {"NAME": "distributed_shuffle", "PARAMS": {}}))
-    sampler = registry.build_sampler(
+    sampler = SkipFirstSampler(registry.build_sampler(
         sampler_spec, dataset=dataset, batch_size=batch_size, rank=rank, world_size=world_size, seed=seed,
         drop_last=bool(split_cfg.DROP_LAST),
-    )
+    ))
     workers = int(cfg.config.DATA.NUM_DATALOADER_WORKERS)
     loader = DataLoader(
         dataset,

@@ -14,7 +14,7 @@ from registry import register_engine
 from ssl_ext.config.compose import save_config
 from ssl_ext.engine import builders
 from ssl_ext.engine.model import make_teacher
-from ssl_ext.engine.trainer import SkipFirstSampler, Task, train
+from ssl_ext.engine.trainer import Task, train
 from ssl_ext.utils import distributed as dist_utils
 from ssl_ext.utils.io import atomic_write_text, path_manager, read_text
 
@@ -84,11 +84,6 @@ def build_task(cfg: DictConfig) -> Task:
         long_tail = c.DATA.TRAIN.LONG_TAIL
         write_class_histogram(dataset.base, str(c.CHECKPOINT.DIR), int(long_tail.HEAD_MIN), int(long_tail.TAIL_MAX))
     loader, sampler = builders.build_loader(cfg, dataset, "TRAIN", rank, world_size, int(c.SEED_VALUE))
-    skip_sampler = SkipFirstSampler(sampler)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=loader.batch_size, sampler=skip_sampler, drop_last=loader.drop_last,
-        num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
-    )
     student = builders.build_model(cfg)
     if world_size > 1 and c.MODEL.SYNC_BN:
         student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(student)
@@ -96,7 +91,7 @@ def build_task(cfg: DictConfig) -> Task:
     loss = builders.build_loss(cfg).to(device)
     teacher = make_teacher(student).to(device) if c.MODEL.EMA_TEACHER.ENABLED else None
     optimizer = builders.build_optimizer(cfg, {"model": student, "loss": loss})
-    task = Task(cfg, student, loss, optimizer, loader, skip_sampler, build_hooks(cfg), teacher=teacher, device=device)
+    task = Task(cfg, student, loss, optimizer, loader, sampler, build_hooks(cfg), teacher=teacher, device=device)
     if world_size > 1:
         task.step_module = torch.nn.parallel.DistributedDataParallel(
             task.step_module, device_ids=[device.index] if device.type == "cuda" else None,

@@ -21,7 +21,6 @@ from typing import Any, Dict, List, Optional
 import torch
 from omegaconf import DictConfig
 from torch import nn
-from torch.utils.data import Sampler
 
 from ssl_ext.engine import checkpoint as ckpt
 from ssl_ext.engine import preemption
@@ -31,29 +30,6 @@ from ssl_ext.engine.schedules import loss_param_schedule, lr_schedule, wd_schedu
 from ssl_ext.utils import distributed as dist_utils
 
 logger = logging.getLogger(__name__)
-
-
-class SkipFirstSampler(Sampler):
-    """Yields the wrapped sampler's indices after skipping the first ``skip`` (mid-epoch resume).
-
-    The wrapped sampler is deterministic from (seed, epoch), so skipping the
-    batches a run already consumed continues the epoch exactly.
-    """
-
-    def __init__(self, sampler: Sampler):
-        self.sampler, self.skip = sampler, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.sampler.set_epoch(epoch)
-
-    def __iter__(self):
-        skip, self.skip = self.skip, 0
-        for i, index in enumerate(self.sampler):
-            if i >= skip:
-                yield index
-
-    def __len__(self) -> int:
-        return len(self.sampler)
 
 
 class TrainStep(nn.Module):
@@ -241,7 +217,7 @@ class Task:
     def step(self, batch: Dict[str, Any]) -> None:
         self.batch = batch = _to_device(batch, self.device)
         if not self.student_views:
-            self.step_module_views(len(batch["views"]))
+            self._use_all_views_for_student(len(batch["views"]))
         self.apply_schedules()
         is_update = (self.step_in_epoch + 1) % self.accumulate == 0
         sync = contextlib.nullcontext() if is_update or not hasattr(self.step_module, "no_sync") else self.step_module.no_sync()
@@ -270,7 +246,7 @@ class Task:
             self.run_hooks("on_update")
         self.run_hooks("on_step")
 
-    def step_module_views(self, num_views: int) -> None:
+    def _use_all_views_for_student(self, num_views: int) -> None:
         self.student_views = list(range(num_views))
         inner = self.step_module.module if hasattr(self.step_module, "module") else self.step_module
         inner.student_views = self.student_views
