@@ -57,8 +57,12 @@ def pretrain_simclr(run_dir):
     return launch(cfg)["final_checkpoint"]
 
 
-def train_supervised(cfg, path):
-    """Cross-entropy on the un-augmented train images; saved in the trainer's checkpoint layout."""
+def train_supervised(cfg, path, epochs: int = 8, lr: float = 0.05, plain_state_dict: bool = False):
+    """Supervised upper bound: cross-entropy on the un-augmented train images.
+
+    Saved in the trainer's checkpoint layout, or (``plain_state_dict``) as a DDP-style plain state
+    dict so that both weight-loading paths are exercised.
+    """
     from ssl_ext.benchmarks.extraction import single_view_dataset
     from ssl_ext.engine.builders import build_trunk
 
@@ -68,15 +72,18 @@ def train_supervised(cfg, path):
     torch.manual_seed(0)
     trunk = build_trunk(cfg)
     head = torch.nn.Linear(trunk.out_dim, 10)
-    optimizer = torch.optim.SGD([*trunk.parameters(), *head.parameters()], lr=0.05, momentum=0.9)
-    for _ in range(8):
+    optimizer = torch.optim.SGD([*trunk.parameters(), *head.parameters()], lr=lr, momentum=0.9)
+    for _ in range(epochs):
         for batch in torch.randperm(len(labels)).split(64):
             loss = torch.nn.functional.cross_entropy(head(trunk(images[batch])), labels[batch])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    model = {**{f"trunk.{k}": v for k, v in trunk.state_dict().items()}, "heads.0.weight": head.weight.detach()}
-    torch.save({"model": model, "iteration": 1, "epoch": 8}, path)
+    if plain_state_dict:
+        torch.save({"module." + k: v for k, v in trunk.state_dict().items()}, path)
+    else:
+        model = {**{f"trunk.{k}": v for k, v in trunk.state_dict().items()}, "heads.0.weight": head.weight.detach()}
+        torch.save({"model": model, "iteration": 1, "epoch": epochs}, path)
     return str(path)
 
 

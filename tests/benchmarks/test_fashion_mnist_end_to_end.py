@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from ssl_ext.data.sources.fashion_mnist import DEFAULT_ROOT, IMAGES_MAGIC, LABELS_MAGIC, read_idx
-from tests.benchmarks.test_digits_end_to_end import run_engine
+from tests.benchmarks.test_digits_end_to_end import run_engine, train_supervised
 
 PER_CLASS = {"train": 100, "t10k": 50}
 FLOORS = {
@@ -88,34 +88,13 @@ def pretrain_simclr(run_dir, fashion_subset):
     return launch(cfg)["final_checkpoint"]
 
 
-def train_supervised(cfg, path):
-    from ssl_ext.benchmarks.extraction import single_view_dataset
-    from ssl_ext.engine.builders import build_trunk
-
-    data = single_view_dataset(cfg, "TRAIN", transform_split="VAL")
-    images = torch.stack([data[i][0][0] for i in range(len(data))])
-    labels = torch.tensor(data.targets)
-    torch.manual_seed(0)
-    trunk = build_trunk(cfg)
-    head = torch.nn.Linear(trunk.out_dim, 10)
-    optimizer = torch.optim.SGD([*trunk.parameters(), *head.parameters()], lr=0.1, momentum=0.9)
-    for _ in range(15):
-        for batch in torch.randperm(len(labels)).split(64):
-            loss = torch.nn.functional.cross_entropy(head(trunk(images[batch])), labels[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    torch.save({"module." + k: v for k, v in trunk.state_dict().items()}, path)  # a plain DDP-style state dict
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def results(tmp_path_factory, fashion_cfg, fashion_subset):
     root = tmp_path_factory.mktemp("fashion_eval")
     models = {
         "random": "",
         "simclr": pretrain_simclr(root / "simclr_run", fashion_subset),
-        "supervised": train_supervised(fashion_cfg, root / "supervised.pth"),
+        "supervised": train_supervised(fashion_cfg, root / "supervised.pth", epochs=15, lr=0.1, plain_state_dict=True),
     }
     return {
         (name, engine): run_engine(fashion_cfg, root / name, engine, weights, **{"BENCHMARK.LOW_SHOT.NUM_DRAWS": 3})
