@@ -144,8 +144,8 @@ def write_report(study: Dict[str, Any], out: str) -> Dict[str, Any]:
         )
         plots += summary["prior"]["plots"]
     timing = "\n".join(
-        f"| {r['key']} | {r['seconds']['pretrain']:.0f} | {r['seconds']['evaluation']:.0f} |"
-        f"{' (earlier invocation)' if r['seconds'].get('reused') else ''}" for r in records
+        f"| {r['key']}{' (earlier invocation)' if r['seconds'].get('reused') else ''} | {r['seconds']['pretrain']:.0f} "
+        f"| {r['seconds']['evaluation']:.0f} |" for r in records
     )
     compute = sum(r["seconds"]["pretrain"] + r["seconds"]["evaluation"] for r in records)
     header = (
