@@ -40,52 +40,60 @@ class RunSpec:
 
 
 def build_runs(plan: Dict[str, Any], data_overrides: List[str]) -> List[RunSpec]:
-    """Every run of the plan, in execution order (sampler study first)."""
-    runs: List[RunSpec] = []
+    """Every run of the plan, in execution order: per seed, the sampler study then the prior study."""
     common = list(plan["overrides"]) + list(data_overrides)
-    evaluation = plan["evaluation"]
+    baseline = bool(plan["evaluation"]["random_init_baseline"])
+    runs: List[RunSpec] = []
     for seed in plan["seeds"]:
-        sampler = plan["sampler_study"]
-        if sampler["enabled"]:
-            epochs = [f"config.OPTIMIZER.NUM_EPOCHS={sampler['epochs']}"]
-            for method in sampler["methods"]:
-                for arm in sampler["arms"]:
-                    arm_overrides = [
-                        "config.DATA.TRAIN.SAMPLER.NAME=class_imbalanced",
-                        f"config.DATA.TRAIN.SAMPLER.PARAMS={{classes_per_batch: {arm['classes_per_batch']}}}",
-                    ]
-                    runs.append(RunSpec(
-                        "sampler", f"{method['key']}_{arm['key']}", method["config"],
-                        common + list(sampler["overrides"]) + list(method.get("overrides", [])) + arm_overrides + epochs,
-                        seed, labels={"method": method["key"], "method_label": method.get("label", method["key"]),
-                                      "arm": arm["key"], "arm_label": arm.get("label", arm["key"]),
-                                      "classes_per_batch": arm["classes_per_batch"]},
-                    ))
-            if evaluation["random_init_baseline"]:
-                runs += _random_init_runs(sampler["methods"], "sampler", common + list(sampler["overrides"]), seed)
-        prior = plan["prior_study"]
-        if prior["enabled"]:
-            lt = prior["long_tail"]
-            # No long_tail: the data is long-tailed already (iNaturalist).
-            long_tail = [
-                "config.DATA.TRAIN.LONG_TAIL.ENABLED=true", f"config.DATA.TRAIN.LONG_TAIL.PROFILE={lt['profile']}",
-                f"config.DATA.TRAIN.LONG_TAIL.IMBALANCE_RATIO={float(lt['imbalance_ratio'])}",
-                f"config.DATA.TRAIN.LONG_TAIL.SEED={int(lt['seed'])}",
-            ] if lt else []
-            base = common + list(prior["overrides"]) + long_tail + [f"config.OPTIMIZER.NUM_EPOCHS={prior['epochs']}"]
-            msn = prior["msn"]
-            runs.append(RunSpec("prior", "msn", msn["config"], base + list(msn["overrides"]), seed,
-                                labels={"method": "msn", "method_label": msn["label"], "tau": None}))
-            pmsn = prior["pmsn"]
-            for tau in prior["taus"]:
-                runs.append(RunSpec(
-                    "prior", f"pmsn_tau{tau:g}", pmsn["config"],
-                    base + list(pmsn["overrides"]) + [f"config.LOSS.PARAMS.prior={{NAME: power_law, PARAMS: {{tau: {float(tau)}}}}}"],
-                    seed, labels={"method": "pmsn", "method_label": f"{pmsn['label']} (tau={tau:g})", "tau": float(tau)},
-                ))
-            if evaluation["random_init_baseline"]:
-                runs += _random_init_runs([{"key": "msn", "config": msn["config"], "overrides": msn["overrides"]}],
-                                          "prior", base, seed)
+        if plan["sampler_study"]["enabled"]:
+            runs += _sampler_runs(plan["sampler_study"], common, seed, baseline)
+        if plan["prior_study"]["enabled"]:
+            runs += _prior_runs(plan["prior_study"], common, seed, baseline)
+    return runs
+
+
+def _sampler_runs(study: Dict[str, Any], common: List[str], seed: int, baseline: bool) -> List[RunSpec]:
+    """Each method in each arm: the class_imbalanced sampler with the arm's K on the balanced data."""
+    base = common + list(study["overrides"])
+    runs = []
+    for method in study["methods"]:
+        for arm in study["arms"]:
+            arm_overrides = [
+                "config.DATA.TRAIN.SAMPLER.NAME=class_imbalanced",
+                f"config.DATA.TRAIN.SAMPLER.PARAMS={{classes_per_batch: {arm['classes_per_batch']}}}",
+                f"config.OPTIMIZER.NUM_EPOCHS={study['epochs']}",
+            ]
+            runs.append(RunSpec(
+                "sampler", f"{method['key']}_{arm['key']}", method["config"],
+                base + list(method.get("overrides", [])) + arm_overrides, seed,
+                labels={"method": method["key"], "method_label": method.get("label", method["key"]),
+                        "arm": arm["key"], "arm_label": arm.get("label", arm["key"]),
+                        "classes_per_batch": arm["classes_per_batch"]},
+            ))
+    return runs + (_random_init_runs(study["methods"], "sampler", base, seed) if baseline else [])
+
+
+def _prior_runs(study: Dict[str, Any], common: List[str], seed: int, baseline: bool) -> List[RunSpec]:
+    """MSN and PMSN (one run per tau) on the long-tailed data, with the default random sampler."""
+    lt = study["long_tail"]
+    # No long_tail: the data is long-tailed already (iNaturalist).
+    long_tail = [
+        "config.DATA.TRAIN.LONG_TAIL.ENABLED=true", f"config.DATA.TRAIN.LONG_TAIL.PROFILE={lt['profile']}",
+        f"config.DATA.TRAIN.LONG_TAIL.IMBALANCE_RATIO={float(lt['imbalance_ratio'])}",
+        f"config.DATA.TRAIN.LONG_TAIL.SEED={int(lt['seed'])}",
+    ] if lt else []
+    base = common + list(study["overrides"]) + long_tail + [f"config.OPTIMIZER.NUM_EPOCHS={study['epochs']}"]
+    msn, pmsn = study["msn"], study["pmsn"]
+    runs = [RunSpec("prior", "msn", msn["config"], base + list(msn["overrides"]), seed,
+                    labels={"method": "msn", "method_label": msn["label"], "tau": None})]
+    for tau in study["taus"]:
+        prior = f"config.LOSS.PARAMS.prior={{NAME: power_law, PARAMS: {{tau: {float(tau)}}}}}"
+        runs.append(RunSpec(
+            "prior", f"pmsn_tau{tau:g}", pmsn["config"], base + list(pmsn["overrides"]) + [prior], seed,
+            labels={"method": "pmsn", "method_label": f"{pmsn['label']} (tau={tau:g})", "tau": float(tau)},
+        ))
+    if baseline:
+        runs += _random_init_runs([{"key": "msn", "config": msn["config"], "overrides": msn["overrides"]}], "prior", base, seed)
     return runs
 
 
