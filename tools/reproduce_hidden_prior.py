@@ -17,7 +17,7 @@ Every run also gets the cluster analysis (tools/cluster_analysis.py). The report
 (report.md, plots, results.json) goes to --out (default: the plan's output_dir).
 
 Positional ``key=value`` arguments override the plan (OmegaConf dotlist syntax; plan keys
-are documented in ssl_ext/analysis/hidden_prior/plan.py), except ``config.X=v`` (and
+are documented in ssl_ext/studies/hidden_prior/plan.py), except ``config.X=v`` (and
 ``+config...``/``~config...``), which go to every run's config. Runs that finished are
 reused, so re-running after an interruption continues the study.
 """
@@ -40,8 +40,8 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from registry import RegistryError
-    from ssl_ext.analysis.hidden_prior.plan import PlanError
-    from ssl_ext.analysis.hidden_prior.study import command_line, dry_run, run_study
+    from ssl_ext.studies.hidden_prior.plan import PlanError
+    from ssl_ext.studies.hidden_prior.study import command_line, dry_run, run_study
     from ssl_ext.config import ConfigError
 
     try:

@@ -20,8 +20,8 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from ssl_ext.config.errors import ConfigError
+from ssl_ext.config.paths import config_root, resolve_yaml
 
-CONFIGS_ROOT = Path(os.environ.get("SSL_EXT_CONFIGS", Path(__file__).resolve().parents[2] / "configs_yaml"))
 CONFIG_GROUP = "config"
 # Overrides under these keys go to free-form plugin parameters; hydra would refuse a
 # new key there without '+', so they are applied with '++' (add or override).
@@ -30,20 +30,7 @@ _FREE_FORM = re.compile(r"(^|\.)([A-Z_]*PARAMS|LOSS_SCHEDULES)(\.|$)")
 
 def resolve_config_path(value: str) -> Path:
     """Find the YAML named by ``config=<value>``; raise a ConfigError naming what was tried."""
-    candidates = []
-    raw = Path(value).expanduser()
-    for base in ([raw] if raw.is_absolute() else [CONFIGS_ROOT / raw, Path.cwd() / raw]):
-        candidates += [base, base.with_name(base.name + ".yaml")]
-    for path in candidates:
-        if path.is_file():
-            return path.resolve()
-    tried = ", ".join(str(c) for c in candidates)
-    known = sorted(str(p.relative_to(CONFIGS_ROOT).with_suffix("")) for p in CONFIGS_ROOT.rglob("*.yaml"))
-    from registry.core import closest_match
-
-    guess = closest_match(value, known)
-    hint = f" Did you mean config={guess}?" if guess else ""
-    raise ConfigError(f"config={value}: no such YAML file (tried {tried}).{hint}")
+    return resolve_yaml(value, what="config")
 
 
 def _search_dir(user_yaml: Optional[Path]) -> Tuple[Path, Optional[str]]:
@@ -52,7 +39,8 @@ def _search_dir(user_yaml: Optional[Path]) -> Tuple[Path, Optional[str]]:
     Hydra config groups are directories, so the group is assembled from symlinks
     (one per configs_yaml entry, plus the folder of a user's YAML outside it).
     """
-    key = hashlib.sha1(f"{CONFIGS_ROOT}|{user_yaml.parent if user_yaml else ''}".encode()).hexdigest()[:12]
+    configs = config_root()
+    key = hashlib.sha1(f"{configs}|{user_yaml.parent if user_yaml else ''}".encode()).hexdigest()[:12]
     root = Path(tempfile.gettempdir()) / f"ssl_ext_hydra_{os.getuid()}_{key}"
     group = root / CONFIG_GROUP
     group.mkdir(parents=True, exist_ok=True)
@@ -66,14 +54,14 @@ def _search_dir(user_yaml: Optional[Path]) -> Tuple[Path, Optional[str]]:
         tmp.symlink_to(src)
         os.replace(tmp, dst)
 
-    link(CONFIGS_ROOT / "defaults.yaml", root / "defaults.yaml")
-    for entry in CONFIGS_ROOT.iterdir():
+    link(configs / "defaults.yaml", root / "defaults.yaml")
+    for entry in configs.iterdir():
         if entry.name != "defaults.yaml":
             link(entry, group / entry.name)
     option = None
     if user_yaml is not None:
         try:
-            option = str(user_yaml.relative_to(CONFIGS_ROOT.resolve()).with_suffix(""))
+            option = str(user_yaml.relative_to(configs.resolve()).with_suffix(""))
         except ValueError:
             link(user_yaml.parent, group / "_user")
             option = f"_user/{user_yaml.stem}"

@@ -38,9 +38,9 @@ BUILD_CONTEXT = {
 
 def schema() -> DictConfig:
     """defaults.yaml, re-read when the file changes (a long-lived process must not validate against a stale copy)."""
-    from ssl_ext.config.compose import CONFIGS_ROOT
+    from ssl_ext.config.paths import config_root
 
-    path = CONFIGS_ROOT / "defaults.yaml"
+    path = config_root() / "defaults.yaml"
     return _load_schema(str(path), path.stat().st_mtime_ns)
 
 

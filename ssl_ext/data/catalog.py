@@ -36,9 +36,9 @@ class UnknownDatasetError(KeyError):
 
 
 def builtin_catalog_file() -> Path:
-    from ssl_ext.config.compose import CONFIGS_ROOT
+    from ssl_ext.config.paths import config_root
 
-    return Path(CONFIGS_ROOT) / "datasets" / "catalog.json"
+    return config_root() / "datasets" / "catalog.json"
 
 
 def _expand(path: str) -> str:

@@ -29,7 +29,6 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
 import yaml
@@ -67,13 +66,9 @@ def override_value(value: Any) -> str:
 
 
 def load_sweep_file(value: str) -> List[Tuple[str, List[str]]]:
-    from ssl_ext.config import CONFIGS_ROOT
+    from ssl_ext.config.paths import resolve_yaml
 
-    raw = Path(value).expanduser()
-    candidates = [raw] if raw.is_absolute() else [Path.cwd() / raw, CONFIGS_ROOT / raw]
-    path = next((p for p in candidates if p.is_file()), None)
-    if path is None:
-        raise ConfigError(f"sweep={value}: no such file (tried {', '.join(map(str, candidates))}).")
+    path = resolve_yaml(value, what="sweep")
     with open(path) as f:
         content = yaml.safe_load(f) or {}
     axes = content.get("sweep") if isinstance(content, dict) else None

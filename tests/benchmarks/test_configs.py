@@ -3,10 +3,10 @@ import pathlib
 
 import pytest
 
-from ssl_ext.config import CONFIGS_ROOT, compose_config
+from ssl_ext.config import compose_config, config_root
 
 BENCHMARK_CONFIGS = sorted(
-    str(p.relative_to(CONFIGS_ROOT).with_suffix("")) for p in (pathlib.Path(CONFIGS_ROOT) / "benchmark").rglob("*.yaml")
+    str(p.relative_to(config_root()).with_suffix("")) for p in (pathlib.Path(config_root()) / "benchmark").rglob("*.yaml")
 )
 # Shared fragments composed into the runnable configs (they set data/model only).
 FRAGMENTS = {"benchmark/linear/imagenet1k_data", "benchmark/linear/clevr_data", "benchmark/linear/vissl_resnet50_protocol",

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from ssl_ext.config import CONFIGS_ROOT, ConfigError, compose_config
+from ssl_ext.config import ConfigError, compose_config, config_root
 
 TINY = "config=demo/tiny_synthetic"
 
@@ -65,7 +65,7 @@ def test_an_int_is_accepted_where_a_float_is_expected():
 
 def test_no_config_selected_gives_defaults_yaml():
     cfg = compose_config([])
-    assert OmegaConf.to_container(cfg) == OmegaConf.to_container(OmegaConf.load(CONFIGS_ROOT / "defaults.yaml"))
+    assert OmegaConf.to_container(cfg) == OmegaConf.to_container(OmegaConf.load(config_root() / "defaults.yaml"))
 
 
 @pytest.mark.parametrize(
@@ -73,8 +73,8 @@ def test_no_config_selected_gives_defaults_yaml():
     [
         "demo/tiny_synthetic",
         "demo/tiny_synthetic.yaml",
-        str(CONFIGS_ROOT / "demo" / "tiny_synthetic.yaml"),
-        str(CONFIGS_ROOT / "demo" / "tiny_synthetic"),
+        str(config_root() / "demo" / "tiny_synthetic.yaml"),
+        str(config_root() / "demo" / "tiny_synthetic"),
     ],
     ids=["relative", "relative.yaml", "absolute.yaml", "absolute"],
 )

@@ -101,7 +101,7 @@ def test_sweep_dry_run_shows_one_job_array(tmp_path, capsys):
 
 
 def test_sweep_errors_name_the_problem(tmp_path):
-    with pytest.raises(ConfigError, match="no such file"):
+    with pytest.raises(ConfigError, match="no such YAML file"):
         split_sweep([*TINY, f"sweep={tmp_path}/missing.yaml"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("config.OPTIMIZER.BASE_LR: [0.1]\n")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ssl_ext.config import compose_config
+from ssl_ext.config import compose_config, config_root
 from ssl_ext.launch.local import launch
 
-CONFIGS_ROOT = Path(__file__).resolve().parents[2] / "configs_yaml"
+CONFIGS_ROOT = config_root()
 PRETRAIN = sorted(str(p.relative_to(CONFIGS_ROOT).with_suffix("")) for p in (CONFIGS_ROOT / "pretrain").rglob("*.yaml"))
 CPU_TINY = [name for name in PRETRAIN if name.endswith("_cpu_tiny")]
 METHODS = ("simclr", "msn", "pmsn", "msbreg", "vicreg", "byol")

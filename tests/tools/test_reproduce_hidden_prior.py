@@ -88,7 +88,7 @@ def test_plan_errors_are_one_line(tmp_path, capsys):
     assert tool.main(["--plan", "study/smoke/hidden_prior", "--out", str(tmp_path), "sampler_study.epoch=2"]) == 2
     assert "Did you mean 'sampler_study.epochs'" in capsys.readouterr().err
     assert tool.main(["--plan", "study/nope"]) == 2
-    assert "not found" in capsys.readouterr().err
+    assert "no such YAML file" in capsys.readouterr().err
     assert tool.main(["--plan", "study/smoke/hidden_prior", "--out", str(tmp_path), "prior_study.taus=[]"]) == 2
     assert "prior_study.taus" in capsys.readouterr().err
 

@@ -1,10 +1,10 @@
-"""Statistics and plan validation of the hidden-prior study report (ssl_ext/analysis/hidden_prior)."""
+"""Statistics and plan validation of the hidden-prior study report (ssl_ext/studies/hidden_prior)."""
 import math
 
 import pytest
 
-from ssl_ext.analysis.hidden_prior.plan import PlanError, load_plan
-from ssl_ext.analysis.hidden_prior.report import binomial_se, difference_verdict, mean_std
+from ssl_ext.studies.hidden_prior.plan import PlanError, load_plan
+from ssl_ext.studies.hidden_prior.report import binomial_se, difference_verdict, mean_std
 
 
 def test_binomial_standard_error_by_hand():

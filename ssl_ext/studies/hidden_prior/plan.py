@@ -10,7 +10,6 @@ plan describes can be re-run by hand with ``tools/run_distributed_engines.py``.
 from __future__ import annotations
 
 import difflib
-import os
 from typing import Any, Dict, List, Sequence
 
 from omegaconf import OmegaConf
@@ -126,13 +125,13 @@ def validate(plan: Dict[str, Any], origin: str) -> Dict[str, Any]:
 
 def resolve_plan_path(name: str) -> str:
     """A plan file: an existing path, or a name under configs_yaml (``study/cpu/hidden_prior``)."""
-    from ssl_ext.config.compose import CONFIGS_ROOT
+    from ssl_ext.config.errors import ConfigError
+    from ssl_ext.config.paths import resolve_yaml
 
-    candidates = [name, str(CONFIGS_ROOT / name), str(CONFIGS_ROOT / f"{name}.yaml")]
-    for candidate in candidates:
-        if os.path.isfile(candidate):
-            return os.path.abspath(candidate)
-    raise PlanError(f"Plan {name!r} not found (looked for {candidates}); plans live in configs_yaml/study/*/hidden_prior*.yaml")
+    try:
+        return str(resolve_yaml(name, what="--plan"))
+    except ConfigError as exc:
+        raise PlanError(f"{exc} Plans live in configs_yaml/study/*/hidden_prior*.yaml.") from None
 
 
 def load_plan(name: str, overrides: List[str] = ()) -> Dict[str, Any]:

@@ -23,10 +23,10 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from ssl_ext.analysis.hidden_prior.idx_subset import write_idx_subset
-from ssl_ext.analysis.hidden_prior.plan import load_plan
-from ssl_ext.analysis.hidden_prior.runs import build_runs, run_one
-from ssl_ext.analysis.hidden_prior.sections import prior_section, sampler_section
+from ssl_ext.studies.hidden_prior.idx_subset import write_idx_subset
+from ssl_ext.studies.hidden_prior.plan import load_plan
+from ssl_ext.studies.hidden_prior.runs import build_runs, run_one
+from ssl_ext.studies.hidden_prior.sections import prior_section, sampler_section
 from ssl_ext.benchmarks.results import json_safe
 from ssl_ext.utils.io import atomic_write_text
 
@@ -61,7 +61,7 @@ def prepare(plan_name: str, overrides: List[str], out: Optional[str]) -> Tuple[D
 
 def dry_run(plan_name: str, overrides: List[str] = (), out: Optional[str] = None) -> List[str]:
     """Compose (and so validate) every run's pretraining config without running anything; one line per run."""
-    from ssl_ext.analysis.hidden_prior.runs import run_dir_of
+    from ssl_ext.studies.hidden_prior.runs import run_dir_of
     from ssl_ext.config import compose_config
 
     plan, out = prepare(plan_name, overrides, out)
@@ -160,7 +160,7 @@ def write_report(study: Dict[str, Any], out: str) -> Dict[str, Any]:
         f"evaluation, as first run), this invocation {study['seconds'] / 60:.1f} min\n"
         f"- runs: `runs/<study>/<run>/seed<s>/` (checkpoints, train_config.yaml, linear_eval/, knn/, cluster_analysis/)\n\n"
         "Differences are called significant when larger than twice their standard error; with one seed that error is the "
-        "binomial error of the val accuracies only, which ignores training noise (see ssl_ext/analysis/hidden_prior/report.py).\n\n"
+        "binomial error of the val accuracies only, which ignores training noise (see ssl_ext/studies/hidden_prior/report.py).\n\n"
     )
     text = header + "\n".join(sections) + "\n## Timing (seconds)\n\n| run | pretrain | evaluation |\n|---|---|---|\n" + timing + "\n"
     path = os.path.join(out, "report.md")

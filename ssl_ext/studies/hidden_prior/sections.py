@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List, Tuple
 
-from ssl_ext.analysis.hidden_prior.report import (
+from ssl_ext.studies.hidden_prior.report import (
     GROUPS, bar_plot, cluster_details, difference_verdict, fmt, group_records, knn_row, linear_row, mean_std,
     prototype_details, sorted_curves_plot, val_counts,
 )
