@@ -1,22 +1,26 @@
 """Imports every built-in plugin module so its ``@register_*`` decorator runs.
 
 Walks the plugin folders instead of listing files, so a new plugin is one new
-file and one decorator. Heavy optional dependencies (faiss, submitit, ...) are
-imported inside functions by the plugins themselves.
+file and one decorator. Only folders that hold plugins are walked: the first
+registry look-up must not import launchers (SLURM/submitit), experiment drivers
+(``ssl_ext/studies``) or anything else a plugin does not need. Heavy optional
+dependencies (faiss, submitit, ...) are imported inside functions by the plugins
+themselves.
 """
 import importlib
 import pkgutil
 
 PLUGIN_PACKAGES = (
-    "ssl_ext.losses",
-    "ssl_ext.models",
+    "ssl_ext.losses",  # losses and (losses/priors) PMSN priors
+    "ssl_ext.models.trunks",
+    "ssl_ext.models.heads",
     "ssl_ext.samplers",
     "ssl_ext.hooks",
-    "ssl_ext.data",
-    "ssl_ext.engine",
-    "ssl_ext.benchmarks",
-    "ssl_ext.analysis",
-    "ssl_ext.launch",
+    "ssl_ext.data.sources",
+    "ssl_ext.data.transforms",
+    "ssl_ext.engine",  # the train engine and (engine/optimizers) optimizers
+    "ssl_ext.benchmarks",  # evaluation engines
+    "ssl_ext.analysis",  # the cluster_analysis engine
 )
 
 
