@@ -12,6 +12,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
 import registry
 from ssl_ext.engine.model import SSLModel
+from ssl_ext.utils.rng import derive_seed
 
 logger = logging.getLogger(__name__)
 
@@ -115,38 +116,29 @@ def build_dataset(cfg: DictConfig, split: str = "TRAIN", transform: bool = True)
     return ViewsDataset(base, views_transform, seed=int(cfg.config.SEED_VALUE))
 
 
-class SkipFirstSampler(Sampler):
-    """Yields the wrapped sampler's indices after skipping the first ``skip`` (mid-epoch resume).
+def build_loader(cfg: DictConfig, dataset: Dataset, split: str, rank: int, world_size: int, seed: int) -> Tuple[DataLoader, Sampler]:
+    """Loader over the split's registered sampler.
 
-    The wrapped sampler is deterministic from (seed, epoch), so skipping the
-    batches a run already consumed continues the epoch exactly.
+    The sampler carries its own position (``state_dict``/``load_state_dict``, see
+    ``ssl_ext.samplers.base``); the trainer saves it in every checkpoint, which is how a resumed run
+    continues mid-epoch. The loader gets a generator of its own, so starting an epoch's iterator
+    (which draws the workers' base seed) never touches the global RNG.
     """
-
-    def __init__(self, sampler: Sampler):
-        self.sampler, self.skip = sampler, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.sampler.set_epoch(epoch)
-
-    def __iter__(self):
-        skip, self.skip = self.skip, 0
-        for i, index in enumerate(self.sampler):
-            if i >= skip:
-                yield index
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-
-def build_loader(cfg: DictConfig, dataset: Dataset, split: str, rank: int, world_size: int, seed: int) -> Tuple[DataLoader, "SkipFirstSampler"]:
-    """Loader over the split's registered sampler, wrapped so a resumed run can skip consumed batches."""
     split_cfg = cfg.config.DATA[split]
     batch_size = int(split_cfg.BATCHSIZE_PER_REPLICA)
     sampler_spec = _plain(split_cfg.get("SAMPLER", {"NAME": "distributed_shuffle", "PARAMS": {}}))
-    sampler = SkipFirstSampler(registry.build_sampler(
+    sampler = registry.build_sampler(
         sampler_spec, dataset=dataset, batch_size=batch_size, rank=rank, world_size=world_size, seed=seed,
         drop_last=bool(split_cfg.DROP_LAST),
-    ))
+    )
+    for method in ("state_dict", "load_state_dict", "set_epoch"):
+        if not callable(getattr(sampler, method, None)):
+            raise TypeError(
+                f"Sampler {sampler_spec.get('NAME')!r} ({type(sampler).__name__}) has no {method}(): every training sampler "
+                "carries its resume position (see ssl_ext.samplers.base.ResumableSampler)."
+            )
+    loader_generator = torch.Generator()
+    loader_generator.manual_seed(derive_seed(seed, rank, "data_loader"))
     workers = int(cfg.config.DATA.NUM_DATALOADER_WORKERS)
     loader = DataLoader(
         dataset,
@@ -158,6 +150,7 @@ def build_loader(cfg: DictConfig, dataset: Dataset, split: str, rank: int, world
         pin_memory=torch.cuda.is_available(),
         # Workers are re-created every epoch so they see the dataset's new epoch (augmentation seeds).
         persistent_workers=False,
+        generator=loader_generator,
     )
     return loader, sampler
 

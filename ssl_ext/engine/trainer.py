@@ -28,6 +28,7 @@ from ssl_ext.engine.model import SSLModel, ema_update
 from ssl_ext.engine.output import ModelOutput
 from ssl_ext.engine.schedules import loss_param_schedule, lr_schedule, wd_schedule, build_schedule
 from ssl_ext.utils import distributed as dist_utils
+from ssl_ext.utils import rng
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,9 @@ class Task:
         self.amp_enabled = bool(amp.ENABLED)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_enabled and self.amp_dtype == torch.float16)
         self.clip_grad_norm = float(c.OPTIMIZER.CLIP_GRAD_NORM)
+        self.seed = int(c.SEED_VALUE)
+        # Optional fn(batch, task) -> batch run on the device batch before the forward (batched augmentation).
+        self.device_augment = None
         self.epoch = self.iteration = self.step_in_epoch = 0
         self.lr = self.weight_decay = self.ema_momentum = 0.0
         self.batch: Optional[Dict[str, Any]] = None
@@ -142,6 +146,8 @@ class Task:
             "epoch": self.epoch,
             "iteration": self.iteration,
             "step_in_epoch": self.step_in_epoch,
+            # Batches (not indices) consumed: loader workers prefetch ahead of the loop.
+            "sampler": self.sampler.state_dict(batches_consumed=self.step_in_epoch),
             "hooks": {type(h).__name__: h.state_dict() for h in self.hooks if hasattr(h, "state_dict")},
         }
 
@@ -167,6 +173,10 @@ class Task:
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.iteration = int(state["epoch"]), int(state["iteration"])
         self.step_in_epoch = int(state["step_in_epoch"])
+        # Checkpoints of ssl_ext <= 0.1.0 had no sampler state: their position is the consumed batches.
+        self.sampler.load_state_dict(state.get("sampler") or {
+            "epoch": self.epoch, "num_yielded": self.step_in_epoch * self.train_loader.batch_size,
+        })
         for hook in self.hooks:
             saved = state.get("hooks", {}).get(type(hook).__name__)
             if saved is not None and hasattr(hook, "load_state_dict"):
@@ -215,7 +225,11 @@ class Task:
             return [t.detach() for t in self.teacher(views, mask=False, use_student_heads=False)]
 
     def step(self, batch: Dict[str, Any]) -> None:
+        # Every random draw of this step (patch drop, masks, noise) follows from this key alone.
+        rng.seed_step(self.seed, self.epoch, self.step_in_epoch, self.rank)
         self.batch = batch = _to_device(batch, self.device)
+        if self.device_augment is not None:
+            batch = self.batch = self.device_augment(batch, self)
         if not self.student_views:
             self._use_all_views_for_student(len(batch["views"]))
         self.apply_schedules()
@@ -290,9 +304,9 @@ def train(task: Task) -> Dict[str, Any]:
     """Run (or continue) training until ``task.max_iterations``; return a summary."""
     task.run_hooks("on_start")
     while not task.done:
+        # A sampler loaded from a checkpoint keeps its pending mid-epoch position through set_epoch(same epoch).
         task.sampler.set_epoch(task.epoch)
         task.train_loader.dataset.set_epoch(task.epoch)
-        task.sampler.skip = task.step_in_epoch * task.train_loader.batch_size
         # Micro-batches left over at the end of the previous epoch must not leak into this one.
         task.optimizer.zero_grad(set_to_none=True)
         task.run_hooks("on_phase_start")
