@@ -51,8 +51,9 @@ def build_frozen_trunk(cfg: DictConfig, device: Optional[torch.device] = None) -
         torch.manual_seed(int(cfg.config.SEED_VALUE))
         trunk = build_trunk(cfg)
     loaded = load_weights_init(trunk, cfg.config.MODEL.WEIGHTS_INIT)
-    if not loaded:
-        logger.warning("config.MODEL.WEIGHTS_INIT.PARAMS_FILE is empty: evaluating a randomly initialised trunk.")
+    if not loaded and list(trunk.parameters()):
+        why = "RANDOM_INIT is true" if bool(cfg.config.MODEL.WEIGHTS_INIT.get("RANDOM_INIT", False)) else "PARAMS_FILE is empty"
+        logger.warning("config.MODEL.WEIGHTS_INIT.%s: evaluating a randomly initialised trunk (seed %d).", why, int(cfg.config.SEED_VALUE))
     trunk.eval()
     for p in trunk.parameters():
         p.requires_grad_(False)

@@ -105,8 +105,12 @@ def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
-def _weights_identity(weights_cfg: Any) -> Dict[str, Any]:
-    params_file = str(weights_cfg.PARAMS_FILE or "")
+def _weights_identity(weights_cfg: Any, seed: int) -> Dict[str, Any]:
+    from ssl_ext.models.weights import resolve_params_file, uses_random_init
+
+    if uses_random_init(weights_cfg):  # the trunk is initialised from SEED_VALUE alone
+        return {"random_init": True, "seed": int(seed)}
+    params_file = resolve_params_file(str(weights_cfg.PARAMS_FILE or ""))
     identity: Dict[str, Any] = {"params_file": params_file, "source": str(weights_cfg.SOURCE)}
     if params_file and path_manager.exists(params_file) and "://" not in params_file:
         stat = os.stat(params_file)
@@ -126,7 +130,7 @@ def features_fingerprint(cfg: DictConfig, layers: List[str], splits: List[str]) 
         }
     identity = {
         "trunk": _plain(c.MODEL.TRUNK),
-        "weights": _weights_identity(c.MODEL.WEIGHTS_INIT),
+        "weights": _weights_identity(c.MODEL.WEIGHTS_INIT, int(c.SEED_VALUE)),
         "data": data,
         "catalog": str(c.DATA.DATASET_CATALOG),
         "transform": _plain(c.DATA.VAL.TRANSFORM),

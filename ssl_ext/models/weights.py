@@ -8,7 +8,10 @@
 * a VISSL checkpoint (``classy_state_dict -> base_model -> model -> {trunk, heads}``);
 * checkpoints of other SSL code bases that keep the network under a named entry
   (``state_dict``, ``model``, ``teacher``, ``student``, ``target_encoder``, ``encoder``);
-* a plain ``state_dict``.
+* a plain ``state_dict``;
+* a run directory, meaning its final (newest) checkpoint.
+
+``RANDOM_INIT: true`` skips loading: the random-init floor of any config.
 
 Key names are matched after removing the wrapper prefixes these code bases add
 (``module.`` from DDP, ``trunk.``/``backbone.``/``encoder.``/``model.`` from model
@@ -189,12 +192,33 @@ def load_state_dict_into(
     return unused
 
 
+def resolve_params_file(params_file: str) -> str:
+    """``params_file`` itself, or, for a run directory, its final (newest) checkpoint.
+
+    A run directory is recognised by its ``checkpoints/`` folder, so
+    ``PARAMS_FILE=runs/demo/msn`` evaluates what that run ended with.
+    """
+    from ssl_ext.engine.checkpoint import checkpoint_dir, list_checkpoints
+    from ssl_ext.utils.io import path_manager
+
+    if not params_file or not path_manager.isdir(params_file):
+        return params_file
+    found = list_checkpoints(params_file)
+    if not found:
+        raise WeightsInitError(
+            f"MODEL.WEIGHTS_INIT.PARAMS_FILE={params_file!r} is a directory without checkpoints (looked in "
+            f"{checkpoint_dir(params_file)!r}): give a run directory that has trained, or a checkpoint file."
+        )
+    return found[0][1]
+
+
 def load_weights_file(
     module: nn.Module, params_file: str, source: str = "student", skip_layers: Sequence[str] = ()
 ) -> List[str]:
-    """Read ``params_file`` (through iopath) and load the chosen network into ``module``."""
+    """Read ``params_file`` (a file, or a run directory: its final checkpoint) and load the chosen network into ``module``."""
     from ssl_ext.utils.io import path_manager, torch_load
 
+    params_file = resolve_params_file(params_file)
     if not path_manager.exists(params_file):
         raise WeightsInitError(
             f"MODEL.WEIGHTS_INIT.PARAMS_FILE={params_file!r} does not exist: give the path of a checkpoint "
@@ -214,10 +238,21 @@ def load_weights_file(
     return unused
 
 
+def uses_random_init(weights_cfg: Any) -> bool:
+    """True when ``WEIGHTS_INIT`` leaves the trunk at its (seeded) random initialisation.
+
+    ``RANDOM_INIT: true`` is the one-key floor of any config: it ignores ``PARAMS_FILE``,
+    so a benchmark config or a run's ``train_config.yaml`` evaluates the untrained
+    network of the same architecture with the same probe.
+    """
+    return bool(weights_cfg.get("RANDOM_INIT", False)) or not str(weights_cfg.get("PARAMS_FILE", "") or "")
+
+
 def load_weights_init(module: nn.Module, weights_cfg: Any) -> bool:
-    """Apply ``config.MODEL.WEIGHTS_INIT`` to ``module``; return False when PARAMS_FILE is empty (random init)."""
+    """Apply ``config.MODEL.WEIGHTS_INIT`` to ``module``; return False when it asks for random init
+    (``RANDOM_INIT: true`` or an empty ``PARAMS_FILE``)."""
     params_file = str(weights_cfg.get("PARAMS_FILE", "") or "")
-    if not params_file:
+    if uses_random_init(weights_cfg):
         return False
     load_weights_file(
         module,

@@ -13,10 +13,22 @@ TINY_TRUNKS = {
         3,
         [16, 8, 24],
     ),
+    # The raw-pixel floor resizes to image_size (area when shrinking, bilinear when enlarging): 12 is native to none.
+    "pixels": ({"in_channels": 3, "image_size": 12}, 3, [16, 8, 24]),
+    # A 2-block ViT through timm: covers the timm trunk's masking and ViT layer paths.
+    "timm": (
+        {
+            "model_name": "vit_tiny_patch16_224",
+            "img_size": 16,
+            "model_kwargs": {"patch_size": 4, "embed_dim": 16, "depth": 2, "num_heads": 2},
+        },
+        3,
+        [16, 8, 24],
+    ),
 }
 
 # Layer of ``extract_layers`` that equals ``forward`` (the pooled trunk output).
-FINAL_LAYER = {"small_cnn": "stage3", "resnet": "res5", "vit": "cls_last1"}
+FINAL_LAYER = {"small_cnn": "stage3", "resnet": "res5", "vit": "cls_last1", "pixels": "pixels", "timm": "pooled"}
 
 TINY_HEADS = {
     "mlp": {"dims": [10, 6]},
