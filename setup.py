@@ -24,6 +24,7 @@ setup(
         "tqdm",
         "matplotlib",
         "tensorboard",
+        "timm>=1.0",
         "pillow",
     ],
     extras_require={
