@@ -19,7 +19,8 @@ A *spec* given to ``build_*`` is a mapping with ``NAME`` and optional ``PARAMS``
 ``plugin(**params)``; extra keyword arguments of ``build_*`` (the *context*, such
 as the input width of a head) are passed along.
 """
-from registry.core import Registry, RegistryError, UnknownNameError, DuplicateNameError, build, spec_name_and_params
+from registry.core import Registry, build, spec_name_and_params
+from registry.errors import DuplicateNameError, PluginParamsError, RegistryError, UnknownNameError
 from registry.discovery import load_plugins, load_entry_point_plugins, ensure_builtin_plugins
 
 LOSSES = Registry(
@@ -152,7 +153,7 @@ build_optimizer = OPTIMIZERS.build
 build_engine = ENGINES.build
 
 __all__ = [
-    "Registry", "RegistryError", "UnknownNameError", "DuplicateNameError", "build", "spec_name_and_params",
+    "Registry", "RegistryError", "UnknownNameError", "DuplicateNameError", "PluginParamsError", "build", "spec_name_and_params",
     "load_plugins", "load_entry_point_plugins", "ensure_builtin_plugins", "ALL_REGISTRIES",
     "LOSSES", "HEADS", "TRUNKS", "SAMPLERS", "HOOKS", "DATA_SOURCES", "TRANSFORMS", "PRIORS", "OPTIMIZERS", "ENGINES",
     "register_loss", "register_head", "register_trunk", "register_sampler", "register_hook",

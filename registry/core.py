@@ -9,22 +9,13 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from fvcore.common.registry import Registry as _FvcoreRegistry
 
+from registry.discovery import ensure_builtin_plugins
+from registry.errors import DuplicateNameError, PluginParamsError, RegistryError, UnknownNameError
 
-class RegistryError(Exception):
-    """Base class of the errors raised by registries; the message says what to do."""
-
-
-class DuplicateNameError(RegistryError, ValueError):
-    pass
-
-
-class UnknownNameError(RegistryError, KeyError):
-    def __str__(self) -> str:  # KeyError would repr() the message and hide the newlines
-        return str(self.args[0]) if self.args else ""
-
-
-class PluginParamsError(RegistryError, ValueError):
-    pass
+__all__ = [
+    "Registry", "RegistryError", "DuplicateNameError", "UnknownNameError", "PluginParamsError",
+    "build", "check_params_against", "closest_match", "plugin_signature", "spec_name_and_params",
+]
 
 
 def closest_match(name: str, candidates) -> Optional[str]:
@@ -130,20 +121,14 @@ class Registry(_FvcoreRegistry):
 
     # ---------------------------------------------------------------- look-up
     def names(self):
-        from registry.discovery import ensure_builtin_plugins
-
         ensure_builtin_plugins()
         return sorted(self._obj_map)
 
     def __contains__(self, name: str) -> bool:
-        from registry.discovery import ensure_builtin_plugins
-
         ensure_builtin_plugins()
         return name in self._obj_map
 
     def get(self, name: str) -> Any:
-        from registry.discovery import ensure_builtin_plugins
-
         ensure_builtin_plugins()
         obj = self._obj_map.get(name)
         if obj is None:

@@ -7,6 +7,8 @@ import sys
 from importlib.metadata import entry_points
 from typing import Iterable, List
 
+from registry.errors import RegistryError
+
 ENTRY_POINT_GROUP = "ssl_ext.plugins"
 BUILTIN_PLUGIN_MODULE = "ssl_ext.plugins"
 
@@ -22,8 +24,6 @@ def load_plugins(modules: Iterable[str], origin: str = "PLUGINS") -> List[str]:
         try:
             importlib.import_module(module)
         except ImportError as exc:
-            from registry.core import RegistryError
-
             raise RegistryError(
                 f"Could not import plugin module {module!r} listed in {origin}: {exc}. "
                 f"Install the package that provides it or fix the module path."
@@ -42,8 +42,6 @@ def load_entry_point_plugins() -> List[str]:
         try:
             ep.load()
         except Exception as exc:
-            from registry.core import RegistryError
-
             raise RegistryError(
                 f"Entry point {ep.name!r} ({ep.value}) in group {ENTRY_POINT_GROUP!r} failed to load: {exc}"
             ) from exc

@@ -61,7 +61,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         from ssl_ext.launch.sweep import split_sweep
 
         if split_sweep(overrides)[1]:
-            from ssl_ext.launch.slurm import launch_sweep
+            from ssl_ext.launch.sweep import launch_sweep
 
             launch_sweep(overrides, dry_run=args.dry_run)
             return 0
@@ -69,14 +69,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.print_config:
             print(OmegaConf.to_yaml(cfg, resolve=True))
             return 0
-        if cfg.config.SLURM.USE_SLURM:
-            from ssl_ext.launch.slurm import launch_on_slurm
+        from ssl_ext.launch.dispatch import launch
 
-            launch_on_slurm(cfg, overrides, dry_run=args.dry_run)
-            return 0
-        from ssl_ext.launch.local import launch
-
-        result = launch(cfg)
+        result = launch(cfg, overrides, dry_run=args.dry_run)
     except (ConfigError, RegistryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -286,10 +286,3 @@ def launch_on_slurm(cfg: DictConfig, overrides: Sequence[str] = (), dry_run: boo
     submitted = submit(executor, [job], params)
     print_submission(describe_job(submitted[0], run_dir), tasks=params["nodes"] * params["ntasks_per_node"], nodes=params["nodes"])
     return submitted
-
-
-def launch_sweep(overrides: Sequence[str], dry_run: bool = False) -> List[Any]:
-    """Sweep over comma-separated override values and/or ``sweep=<yaml>`` (see ssl_ext/launch/sweep.py)."""
-    from ssl_ext.launch.sweep import launch_sweep as _launch_sweep
-
-    return _launch_sweep(overrides, dry_run=dry_run)

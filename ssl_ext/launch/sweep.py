@@ -176,18 +176,14 @@ def print_summary(rows: List[Dict[str, Any]], path: str = "") -> None:
 
 def launch_sweep(overrides: Sequence[str], dry_run: bool = False) -> List[Any]:
     """Expand the sweep and submit it as one job array (or run it locally); return the submitit jobs."""
-    from ssl_ext.launch import slurm
+    from ssl_ext.launch import dispatch, slurm
 
     runs = expand(overrides)
     first = runs[0].cfg
     if len(runs) == 1 and not any(o.startswith(SWEEP_FILE_PREFIX) for o in overrides):
         # Commas that are not a sweep (a quoted string, a mapping): one ordinary run.
-        if first.config.SLURM.USE_SLURM:
-            return slurm.launch_on_slurm(first, overrides, dry_run=dry_run)
-        from ssl_ext.launch.local import launch
-
-        return [launch(first)]
-    if not first.config.SLURM.USE_SLURM:
+        return [dispatch.launch(first, overrides, dry_run=dry_run)]
+    if not dispatch.runs_on_slurm(first):
         return [run_locally(runs)]
     params = common_sbatch_parameters(runs)
     sweep_root = os.path.dirname(runs[0].run_dir)
@@ -224,7 +220,7 @@ def launch_sweep(overrides: Sequence[str], dry_run: bool = False) -> List[Any]:
 
 def run_locally(runs: Sequence[SweepRun]) -> Dict[str, Any]:
     """Without SLURM: run the combinations here, one after another."""
-    from ssl_ext.launch.local import launch
+    from ssl_ext.launch.dispatch import launch
 
     results = {}
     for run in runs:

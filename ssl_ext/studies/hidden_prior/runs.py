@@ -117,16 +117,9 @@ def _random_init_runs(methods: List[Dict[str, Any]], study: str, overrides: List
 
 def execute(cfg) -> Optional[Any]:
     """Run ``cfg``'s engine: in this process / local processes, or on SLURM (waiting for the job)."""
-    if bool(cfg.config.SLURM.USE_SLURM):
-        from ssl_ext.launch.slurm import launch_on_slurm
+    from ssl_ext.launch.dispatch import launch
 
-        jobs = launch_on_slurm(cfg)
-        for job in jobs:
-            job.results()  # blocks until the job ends; raises with the job's error if it failed
-        return None
-    from ssl_ext.launch.local import launch
-
-    return launch(cfg)
+    return launch(cfg, wait=True)
 
 
 def run_dir_of(out: str, spec: RunSpec) -> str:
