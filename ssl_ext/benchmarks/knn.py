@@ -10,6 +10,11 @@ wins. One faiss search for ``max(K)`` neighbours serves every ``k`` in
 ``k`` of them are the k nearest). The exact inner-product index
 (``faiss.IndexFlatIP``) runs on the GPU when faiss has one
 (``BENCHMARK.KNN.FAISS_DEVICE``), else on the CPU.
+
+The reported ``k`` is chosen on a seeded holdout of train (queries: the held-out
+images; database: the rest), never on val (``BENCHMARK.SELECT_ON``,
+``ssl_ext.benchmarks.selection``); its row comes first, followed by one row per
+fixed ``k`` for reference.
 """
 from __future__ import annotations
 
@@ -25,8 +30,9 @@ from omegaconf import DictConfig
 from registry import register_engine
 from ssl_ext.benchmarks import feature_store
 from ssl_ext.benchmarks.extraction import ensure_features
-from ssl_ext.benchmarks.metrics import classification_metrics
+from ssl_ext.benchmarks.metrics import accuracy_percent, classification_metrics, topk_correct
 from ssl_ext.benchmarks.results import output_dir, write_results
+from ssl_ext.benchmarks.selection import LABELS, method_label, selection_settings, stratified_holdout
 from ssl_ext.utils import distributed as du
 
 logger = logging.getLogger(__name__)
@@ -100,21 +106,36 @@ def knn_scores(
     return {int(k): weighted_votes(sims, neighbour_labels, min(int(k), kmax), temperature, num_classes) for k in ks}
 
 
-def _evaluate_layer(cfg: DictConfig, features: Dict[str, Any], layer: str) -> List[Dict[str, Any]]:
+def _evaluate_layer(cfg: DictConfig, features: Dict[str, Any], layer: str) -> Tuple[List[Dict[str, Any]], Dict[int, float]]:
+    """Rows (the chosen ``k`` first, per ``BENCHMARK.SELECT_ON``, then one per fixed ``k``) and each k's selection score."""
     knn_cfg = cfg.config.BENCHMARK.KNN
     train, val, num_classes, groups = feature_store.load_train_val(cfg, features, layer)
-    started = time.time()
-    scores = knn_scores(
-        torch.from_numpy(train.features), torch.from_numpy(train.labels), torch.from_numpy(val.features),
-        ks=[int(k) for k in knn_cfg.K], temperature=float(knn_cfg.TEMPERATURE), num_classes=num_classes,
+    select_on, fraction = selection_settings(cfg)
+    ks = [int(k) for k in knn_cfg.K]
+    settings = dict(
+        ks=ks, temperature=float(knn_cfg.TEMPERATURE), num_classes=num_classes,
         use_gpu=faiss_uses_gpu(str(knn_cfg.FAISS_DEVICE)), query_batch_size=int(knn_cfg.QUERY_BATCH_SIZE),
     )
-    seconds = round(time.time() - started, 3)
+    started = time.time()
+    train_x, train_y = torch.from_numpy(train.features), torch.from_numpy(train.labels)
+    scores = knn_scores(train_x, train_y, torch.from_numpy(val.features), **settings)
     labels = torch.from_numpy(val.labels)
-    return [
-        {"layer": layer, "method": "knn", "k": k, **classification_metrics(s, labels, groups), "seconds": seconds}
-        for k, s in scores.items()
-    ]
+    per_k = {k: classification_metrics(s, labels, groups) for k, s in scores.items()}
+    if select_on == "val":
+        selection = {k: m["top1"] for k, m in per_k.items()}
+    else:
+        kept, held = (torch.from_numpy(i) for i in stratified_holdout(train.labels, fraction, int(cfg.config.SEED_VALUE)))
+        held_scores = knn_scores(train_x[kept], train_y[kept], train_x[held], **settings)
+        selection = {k: accuracy_percent(topk_correct(s, train_y[held], (1,))[1]) for k, s in held_scores.items()}
+    chosen = max(ks, key=lambda k: (selection[k], -k))  # ties go to the smaller k
+    seconds = round(time.time() - started, 3)
+    score_name = "val_top1" if select_on == "val" else "holdout_top1"
+    chosen_row = {
+        "layer": layer, "method": method_label("knn", select_on), "k": chosen, **per_k[chosen],
+        "selected_on": LABELS[select_on], score_name: selection[chosen], "seconds": seconds,
+    }
+    fixed = [{"layer": layer, "method": "knn (fixed k)", "k": k, **per_k[k], "seconds": seconds} for k in ks]
+    return [chosen_row] + (fixed if len(ks) > 1 else []), selection
 
 
 @register_engine("knn")
@@ -122,16 +143,19 @@ def knn_engine(cfg: DictConfig) -> Dict[str, Any]:
     features = ensure_features(cfg)
     result: Dict[str, Any] = {}
     if du.is_primary():
-        rows = []
+        rows, selection = [], {}
         for layer in features["layers"]:
-            rows += _evaluate_layer(cfg, features, layer)
+            layer_rows, selection[layer] = _evaluate_layer(cfg, features, layer)
+            rows += layer_rows
         result = {
             "engine": "knn",
             "temperature": float(cfg.config.BENCHMARK.KNN.TEMPERATURE),
             "features_dir": features["features_dir"],
             "rows": rows,
+            "selected_on": LABELS[selection_settings(cfg)[0]],
+            "selection_top1": selection,
         }
         result["files"] = write_results(output_dir(cfg, "knn"), result, "Weighted kNN (top-1 / top-5 %)")
         for row in rows:
-            logger.info("kNN %s k=%d: top-1 %.2f%%", row["layer"], row["k"], row["top1"])
+            logger.info("kNN %s (%s) k=%d: top-1 %.2f%%", row["layer"], row["method"], row["k"], row["top1"])
     return du.broadcast_object(result)

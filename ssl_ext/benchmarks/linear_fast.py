@@ -178,15 +178,6 @@ class _SGDLoop:
                 step += 1
 
 
-def holdout_split(num_items: int, fraction: float, seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(kept, held-out) indices: a seeded random ``fraction`` of the items is held out."""
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"config.BENCHMARK.LINEAR.FAST.HOLDOUT_FRACTION must be in [0, 1), got {fraction}")
-    order = torch.randperm(num_items, generator=torch.Generator().manual_seed(seed))
-    held = max(1, int(round(fraction * num_items)))
-    return order[held:].sort().values, order[:held].sort().values
-
-
 def top1_per_head(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Top-1 accuracy (percent) of each head from (G, N, C) scores."""
     return 100.0 * (scores.argmax(dim=2) == labels.to(scores.device).view(1, -1)).float().mean(dim=1)

@@ -17,6 +17,11 @@ Subsets (``BENCHMARK.LOW_SHOT``):
 Each subset is drawn ``NUM_DRAWS`` times with seeds ``SEED_VALUE + draw``; the
 result is the mean ± standard deviation (population std) over draws. Draws are
 spread over the ranks and gathered.
+
+With several ``LAMBDAS``, each draw chooses its lambda on a seeded, stratified
+holdout of train that no subset draws from (``BENCHMARK.SELECT_ON``,
+``ssl_ext.benchmarks.selection``), never on val unless ``SELECT_ON: val`` is set
+(then the rows say "best on val"); the rows list each draw's chosen lambda.
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ from ssl_ext.benchmarks import feature_store
 from ssl_ext.benchmarks.extraction import ensure_features
 from ssl_ext.benchmarks.metrics import GROUP_NAMES, classification_metrics
 from ssl_ext.benchmarks.results import output_dir, write_results
+from ssl_ext.benchmarks.selection import LABELS, method_label, selection_settings, stratified_holdout
 from ssl_ext.utils import distributed as du
 
 logger = logging.getLogger(__name__)
@@ -96,14 +102,27 @@ def _mean_std(values: List[float]) -> Tuple[float, float]:
     return float(np.nanmean(array)), float(np.nanstd(array))
 
 
+def penalties(low_cfg: Any) -> List[float]:
+    values = [float(x) for x in (low_cfg.LAMBDAS or [])]
+    if not values or any(v <= 0 for v in values):
+        raise ValueError(f"config.BENCHMARK.LOW_SHOT.LAMBDAS must be a non-empty list of positive numbers, got {list(low_cfg.LAMBDAS)}")
+    return values
+
+
 def _run_layer(cfg: DictConfig, features: Dict[str, Any], layer: str) -> List[Dict[str, Any]]:
     low = cfg.config.BENCHMARK.LOW_SHOT
-    penalty, max_iter, draws = float(low.LAMBDA), int(low.MAX_ITER), int(low.NUM_DRAWS)
-    if penalty <= 0 or draws < 1:
-        raise ValueError(f"config.BENCHMARK.LOW_SHOT: LAMBDA must be > 0 and NUM_DRAWS >= 1, got {penalty} and {draws}")
+    lambdas, max_iter, draws = penalties(low), int(low.MAX_ITER), int(low.NUM_DRAWS)
+    if draws < 1:
+        raise ValueError(f"config.BENCHMARK.LOW_SHOT.NUM_DRAWS must be >= 1, got {draws}")
+    select_on, fraction = selection_settings(cfg)
     train, val, num_classes, groups = feature_store.load_train_val(cfg, features, layer)
     train_x, val_x = l2_normalize(train.features.astype(np.float64)), l2_normalize(val.features.astype(np.float64))
     val_y = torch.from_numpy(val.labels)
+    # Subsets are drawn from the kept part of train; lambda is chosen on the held-out part (never val by default).
+    pool = np.arange(train.labels.size)
+    held = None
+    if select_on == "train_holdout" and len(lambdas) > 1:
+        pool, held = stratified_holdout(train.labels, fraction, int(cfg.config.SEED_VALUE))
     specs = subset_specs(low)
     jobs = [(s, d) for s in range(len(specs)) for d in range(draws)]
     mine = {}
@@ -111,23 +130,39 @@ def _run_layer(cfg: DictConfig, features: Dict[str, Any], layer: str) -> List[Di
         if job_index % du.get_world_size() != du.get_rank():
             continue
         label, kind, amount = specs[s]
-        subset = draw_subset(train.labels, kind, amount, int(cfg.config.SEED_VALUE) + d)
-        scores = fit_and_score(train_x[subset], train.labels[subset], val_x, penalty, max_iter, num_classes)
-        metrics = classification_metrics(torch.from_numpy(scores), val_y, groups)
-        mine[(s, d)] = {**metrics, "images": int(subset.size)}
+        subset = pool[draw_subset(train.labels[pool], kind, amount, int(cfg.config.SEED_VALUE) + d)]
+        fits = {}
+        for penalty in lambdas:
+            queries = val_x if held is None else np.concatenate([val_x, train_x[held]])
+            scores = fit_and_score(train_x[subset], train.labels[subset], queries, penalty, max_iter, num_classes)
+            fits[penalty] = scores
+        if held is None:
+            choice = {p: classification_metrics(torch.from_numpy(sc), val_y, None)["top1"] for p, sc in fits.items()}
+        else:
+            held_y = torch.from_numpy(train.labels[held])
+            choice = {p: classification_metrics(torch.from_numpy(sc[val_x.shape[0]:]), held_y, None)["top1"] for p, sc in fits.items()}
+        chosen = max(lambdas, key=lambda p: (choice[p], p))  # ties go to the stronger penalty
+        metrics = classification_metrics(torch.from_numpy(fits[chosen][: val_x.shape[0]]), val_y, groups)
+        mine[(s, d)] = {**metrics, "images": int(subset.size), "lambda": chosen}
     merged = {}
     for part in du.all_gather_object(mine):
         merged.update(part)
     rows = []
+    selected_on = LABELS[select_on] if len(lambdas) > 1 else "fixed"
     for s, (label, _, _) in enumerate(specs):
         runs = [merged[(s, d)] for d in range(draws)]
-        row: Dict[str, Any] = {"layer": layer, "method": "logistic regression", "subset": label, "draws": draws}
+        row: Dict[str, Any] = {
+            "layer": layer, "method": method_label("logistic regression", select_on if len(lambdas) > 1 else "fixed"),
+            "subset": label, "draws": draws,
+        }
         row["top1"], row["top1_std"] = _mean_std([r["top1"] for r in runs])
         row["top5"], row["top5_std"] = _mean_std([r["top5"] for r in runs])
         if groups is not None:
             for name in GROUP_NAMES:
                 row[name], row[f"{name}_std"] = _mean_std([r[name] for r in runs])
         row["images"] = _mean_std([r["images"] for r in runs])[0]
+        row["lambda"] = ", ".join(f"{r['lambda']:g}" for r in runs)  # the chosen point of every draw
+        row["selected_on"] = selected_on
         row["runs"] = runs
         rows.append(row)
     return rows
@@ -144,7 +179,7 @@ def low_shot_engine(cfg: DictConfig) -> Dict[str, Any]:
         row["seconds"] = round(time.time() - started, 3)
     result = {
         "engine": "low_shot",
-        "lambda": float(cfg.config.BENCHMARK.LOW_SHOT.LAMBDA),
+        "lambdas": penalties(cfg.config.BENCHMARK.LOW_SHOT),
         "features_dir": features["features_dir"],
         "rows": [{k: v for k, v in row.items() if k != "runs"} for row in rows],
         "runs": {f"{row['layer']}/{row['subset']}": row["runs"] for row in rows},

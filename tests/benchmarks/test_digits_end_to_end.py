@@ -130,7 +130,7 @@ def test_pretraining_helps_and_supervision_bounds_it(results):
 
 def test_every_engine_wrote_results_json_and_markdown(results):
     root = results["root"]
-    for engine, rows in (("knn", 4), ("linear_eval", 1), ("low_shot", 4)):
+    for engine, rows in (("knn", 1 + 4), ("linear_eval", 1), ("low_shot", 4)):  # kNN: the chosen k, then each fixed k
         saved = json.loads((root / "simclr" / engine / "results.json").read_text())
         assert saved["engine"] == engine and len(saved["rows"]) == rows
         table = (root / "simclr" / engine / "results.md").read_text()
@@ -138,7 +138,26 @@ def test_every_engine_wrote_results_json_and_markdown(results):
     low_shot = (root / "simclr" / "low_shot" / "results.md").read_text()
     assert " ± " in low_shot
     grid = json.loads((root / "simclr" / "linear_eval" / "results.json").read_text())["grid"]["stage3"]
-    assert len(grid) == 7 * 4 and max(g["val_top1"] for g in grid) == pytest.approx(results["simclr", "linear_eval"]["rows"][0]["top1"])
+    row = results["simclr", "linear_eval"]["rows"][0]
+    # The reported point is the grid's best on the train holdout; val scores of the grid are not even computed.
+    best = max(grid, key=lambda g: g["holdout_top1"])
+    assert len(grid) == 7 * 4 and (row["lr"], row["weight_decay"]) == (best["lr"], best["weight_decay"])
+    assert row["selected_on"] == "train holdout" and all("val_top1" not in g for g in grid)
+    knn = results["simclr", "knn"]["rows"][0]
+    assert knn["method"] == "knn" and knn["selected_on"] == "train holdout" and knn["k"] in (10, 20, 100, 200)
+    low = results["simclr", "low_shot"]["rows"][0]
+    assert low["selected_on"] == "train holdout" and set(low["lambda"].split(", ")) <= {"0.0001", "0.001", "0.01"}
+
+
+def test_choosing_on_val_is_opt_in_labelled_and_is_the_val_maximum(models, _digits_cfg, tmp_path):
+    result = run_engine(_digits_cfg, tmp_path, "linear_eval", models["simclr"], **{
+        "BENCHMARK.SELECT_ON": "val", "BENCHMARK.LINEAR.FAST.BATCH_SIZE": 64,
+    })
+    row = result["rows"][0]
+    assert row["method"] == "linear (fast), best on val" and row["selected_on"] == "best on val"
+    assert row["top1"] == pytest.approx(max(g["val_top1"] for g in result["grid"]["stage3"]))
+    with pytest.raises(ValueError, match="SELECT_ON=val"):
+        run_engine(_digits_cfg, tmp_path / "legacy", "linear_eval", models["simclr"], **{"BENCHMARK.LINEAR.FAST.HOLDOUT_FRACTION": 0.0})
 
 
 def test_fast_and_protocol_linear_eval_agree_on_the_same_features(results, models, _digits_cfg, tmp_path):

@@ -1,11 +1,13 @@
 """The batched lr x wd grid of linear heads equals training each head alone with torch.optim.SGD."""
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from ssl_ext.benchmarks.linear_fast import INIT_STD, holdout_split, standardize, top1_per_head, train_linear_grid
+from ssl_ext.benchmarks.linear_fast import INIT_STD, standardize, top1_per_head, train_linear_grid
+from ssl_ext.benchmarks.selection import stratified_holdout
 
 
 def train_one_head_with_torch_sgd(x, y, num_classes, head, lr, wd, epochs, batch, momentum, nesterov, factor, seed, heads, affine):
@@ -72,8 +74,6 @@ def test_separable_data_is_learned_and_selection_helpers():
     grid = train_linear_grid(x, y, 5, [0.0, 0.1], [0.0], epochs=5, batch_size=50)
     accuracy = top1_per_head(grid.scores(x), y)
     assert accuracy[1] > 99.0 and accuracy[0] < 60.0  # lr 0 keeps the random initial head
-    kept, held = holdout_split(500, 0.2, seed=0)
-    assert len(held) == 100 and len(kept) == 400 and set(kept.tolist()).isdisjoint(held.tolist())
     train_std, other = standardize(x, x[:10])
     assert torch.allclose(train_std.mean(0), torch.zeros(16), atol=1e-5)
     assert torch.allclose(train_std.std(0, unbiased=False), torch.ones(16), atol=1e-3)
@@ -84,4 +84,13 @@ def test_bad_grid_is_rejected():
     with pytest.raises(ValueError, match="LEARNING_RATES"):
         train_linear_grid(torch.randn(4, 2), torch.zeros(4, dtype=torch.long), 1, [], [0.0], 1, 2)
     with pytest.raises(ValueError, match="HOLDOUT_FRACTION"):
-        holdout_split(10, 1.5, 0)
+        stratified_holdout(np.zeros(10), 1.5, 0)
+
+
+def test_stratified_holdout_takes_each_class_in_proportion_and_keeps_singletons():
+    labels = np.array([0] * 100 + [1] * 20 + [2] * 3 + [3] * 1)
+    kept, held = stratified_holdout(labels, 0.1, seed=0)
+    assert np.bincount(labels[held], minlength=4).tolist() == [10, 2, 1, 0]  # round(0.1 n), >= 1 of 2+, none of 1
+    assert sorted(np.concatenate([kept, held]).tolist()) == list(range(labels.size))
+    again, other = stratified_holdout(labels, 0.1, seed=0)[1], stratified_holdout(labels, 0.1, seed=1)[1]
+    assert np.array_equal(held, again) and not np.array_equal(held, other)
