@@ -31,6 +31,9 @@ setup(
         "cpu": ["faiss-cpu>=1.7"],
         "gpu": ["faiss-gpu>=1.7"],
         "dev": ["pytest>=7", "pytest-timeout"],
+        # Experiment trackers (config.HOOKS.WANDB / config.HOOKS.MLFLOW); the MLflow client alone.
+        "wandb": ["wandb>=0.17"],
+        "mlflow": ["mlflow-skinny>=3.0"],
     },
     entry_points={
         "console_scripts": [

@@ -21,8 +21,9 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 extras="cpu"
-[ "$WANT_TEST" = 1 ] && extras="cpu,dev"
-stamp="$VENV/.ssl_ext_installed_${extras/,/_}"
+# The tests also cover the optional experiment trackers.
+[ "$WANT_TEST" = 1 ] && extras="cpu,dev,wandb,mlflow"
+stamp="$VENV/.ssl_ext_installed_${extras//,/_}"
 fingerprint=$(cat setup.py | sha1sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$fingerprint" ]; then
   echo "[setup] installing ssl_ext[$extras] and its dependencies into $VENV"
@@ -34,6 +35,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$fingerprint" ]; then
 fi
 
 if [ "$WANT_TEST" = 1 ]; then
+  tools/setup_vissl.sh  # VISSL 0.1.6 for the integration tests, isolated in .cache/vissl (not in .venv)
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     missing=""
     for p in $APT_PACKAGES; do

@@ -30,6 +30,12 @@ DEFAULT_HOOKS = {
     "checkpoint": None,
     "plot_curves": "PLOT_CURVES",
 }
+# Experiment trackers come after HOOKS.EXTRA: they close last, once every other hook has logged its
+# end-of-run metrics and written its plots.
+TRACKER_HOOKS = {
+    "wandb_logger": "WANDB.ENABLED",
+    "mlflow_logger": "MLFLOW.ENABLED",
+}
 
 
 def build_hooks(cfg: DictConfig) -> List[Any]:
@@ -40,6 +46,7 @@ def build_hooks(cfg: DictConfig) -> List[Any]:
         if switch is None or OmegaConf.select(hooks_cfg, switch)
     ]
     hooks += [registry.build_hook(OmegaConf.to_container(spec, resolve=True)) for spec in hooks_cfg.EXTRA]
+    hooks += [registry.build_hook(name) for name, switch in TRACKER_HOOKS.items() if OmegaConf.select(hooks_cfg, switch)]
     return hooks
 
 
