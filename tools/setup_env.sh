@@ -35,6 +35,15 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$fingerprint" ]; then
 fi
 
 if [ "$WANT_TEST" = 1 ]; then
+  # lightly is the loss tests' numerical reference only: --no-deps keeps its pinned requirements
+  # (and any torch it would pull) out of the environment; `import lightly.loss` needs only torch/torchvision.
+  LIGHTLY_VERSION=1.6.0
+  if [ "$("$VENV/bin/python" -c "import importlib.metadata as m; print(m.version('lightly'))" 2>/dev/null)" != "$LIGHTLY_VERSION" ]; then
+    echo "[setup] installing lightly==$LIGHTLY_VERSION (test-only, --no-deps)"
+    "$VENV/bin/python" -m pip install --quiet --no-deps "lightly==$LIGHTLY_VERSION" 2>&1 | grep -v "is ignored" || true
+    "$VENV/bin/python" -c "import lightly.loss" \
+      || { echo "[setup] lightly==$LIGHTLY_VERSION does not import; see the pip output above" >&2; exit 1; }
+  fi
   tools/setup_vissl.sh  # VISSL 0.1.6 for the integration tests, isolated in .cache/vissl (not in .venv)
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     missing=""

@@ -10,15 +10,13 @@ import math
 from typing import Dict, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ssl_ext.losses import functional
 from ssl_ext.losses._views import (
     autocast_off, check_embeddings, check_number, full_precision, student_views, teacher_views,
 )
 from ssl_ext.losses.base import SSLLoss
-from ssl_ext.losses.sinkhorn import sinkhorn_knopp
-from ssl_ext.utils.distributed import all_reduce_mean_with_grad, all_reduce_sum_with_grad, get_world_size
 
 
 class PrototypeMatchingLoss(SSLLoss):
@@ -83,23 +81,16 @@ class PrototypeMatchingLoss(SSLLoss):
 
     # ------------------------------------------------------------------ parts
     def log_predictions(self, embeddings: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
-        """log p for ``(n, D)`` embeddings: softmax of cosine/temperature, label-smoothed."""
-        # Scaling the (K, D) prototypes instead of the (n, K) logits saves a large division.
-        logits = F.normalize(embeddings, dim=1) @ (F.normalize(prototypes, dim=1) / self.temperature).T
-        log_probs = F.log_softmax(logits, dim=1)
-        if self.label_smoothing > 0:
-            log_probs = torch.logaddexp(
-                log_probs + math.log1p(-self.label_smoothing),
-                torch.full_like(log_probs, math.log(self.label_smoothing / self.num_prototypes)),
-            )
-        return log_probs
+        """log p for ``(n, D)`` embeddings (``functional.prototype_log_probs`` with this loss's settings)."""
+        return functional.prototype_log_probs(embeddings, prototypes, self.temperature, self.label_smoothing)
 
     @torch.no_grad()
     def targets(self, target_embeddings: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
-        sharpened = torch.softmax(self.log_predictions(target_embeddings, prototypes) / self.sharpen_temperature, dim=1)
-        if self.sinkhorn_iterations == 0:
-            return sharpened
-        return sinkhorn_knopp(sharpened, self.sinkhorn_iterations, self.sinkhorn_marginals())
+        """Sharpened, Sinkhorn-balanced targets (``functional.msn_targets`` with this loss's settings)."""
+        return functional.msn_targets(
+            target_embeddings, prototypes, self.temperature, self.sharpen_temperature, self.sinkhorn_iterations,
+            self.label_smoothing, self.sinkhorn_marginals(),
+        )
 
     def _checked_views(self, output):
         anchors = student_views(output, self.loss_name)
@@ -124,25 +115,18 @@ class PrototypeMatchingLoss(SSLLoss):
             anchors = torch.cat([full_precision(a) for a in anchors])
             target = full_precision(target).detach()
             prototypes = self.prototypes.to(anchors.dtype)
-            num_views, local_n = anchors.shape[0] // target.shape[0], target.shape[0]
 
             log_probs = self.log_predictions(anchors, prototypes)
-            probs = log_probs.exp()
             targets = self.targets(target, prototypes.detach())
-
-            # H(targets, p) summed over views: the views share one target, so sum their log p first.
-            summed_log_probs = log_probs.view(num_views, local_n, -1).sum(dim=0)
-            ce = all_reduce_mean_with_grad(-(targets * summed_log_probs).sum() / (num_views * local_n))
-            global_rows = num_views * local_n * get_world_size()
-            mean_probs = all_reduce_sum_with_grad(probs.sum(dim=0)) / global_rows
+            ce = functional.prototype_cross_entropy(log_probs, targets)
+            mean_probs = functional.mean_prediction(log_probs.exp())
             reg_terms, reg_loss = self.regularizer(mean_probs)
             loss = ce + reg_loss
             terms = {"ce": ce, **reg_terms}
             if self.anchor_entropy_weight > 0:
-                anchor_entropy = all_reduce_mean_with_grad(-(probs * log_probs).sum(dim=1).mean())
+                anchor_entropy = functional.mean_entropy(log_probs)
                 loss = loss + self.anchor_entropy_weight * anchor_entropy
                 terms["anchor_entropy"] = anchor_entropy
 
         self.last_mean_probs = mean_probs.detach()
-        entropy_pbar = -torch.special.xlogy(self.last_mean_probs, self.last_mean_probs).sum()
-        return {"loss": loss, **terms, "entropy_pbar": entropy_pbar}
+        return {"loss": loss, **terms, "entropy_pbar": functional.entropy(self.last_mean_probs)}

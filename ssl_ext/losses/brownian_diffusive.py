@@ -5,16 +5,14 @@ Learning", arXiv:2207.03552.
 """
 from __future__ import annotations
 
-import math
 from typing import Dict
 
 import torch
-import torch.nn.functional as F
 
 from registry import register_loss
 from ssl_ext.losses._views import autocast_off, check_embeddings, check_number, full_precision, student_views
 from ssl_ext.losses.base import SSLLoss
-from ssl_ext.utils.distributed import all_reduce_mean_with_grad
+from ssl_ext.losses.functional import brownian_diffusive, brownian_noise
 
 
 @register_loss("brownian_diffusive_loss")
@@ -37,6 +35,17 @@ class BrownianDiffusiveLoss(SSLLoss):
     The noise comes from torch's default generator on the embedding's device, so
     seeded runs (and exact resume, which restores RNG states) reproduce it. With
     several student views each view gets its own noise and the loss is their mean.
+
+    Without the trainer (the maths is ``ssl_ext.losses.functional.brownian_noise`` and
+    ``brownian_diffusive``); the gradient w.r.t. the raw embeddings is the kick:
+
+    >>> import torch
+    >>> z = torch.zeros(3, 4, requires_grad=True)
+    >>> _ = torch.manual_seed(0)
+    >>> BrownianDiffusiveLoss(normalize=False).forward_tensors(student=[z])["loss"].backward()
+    >>> _ = torch.manual_seed(0)
+    >>> torch.allclose(z.grad, torch.randn(3, 4) * (1.0 / 4 ** 0.5) / 3)  # ε ~ N(0, 1/D), over N = 3 rows
+    True
     """
 
     def __init__(self, noise_std: float = 1.0, scale_by_dim: bool = True, normalize: bool = True) -> None:
@@ -47,10 +56,6 @@ class BrownianDiffusiveLoss(SSLLoss):
                 raise ValueError(f"brownian_diffusive_loss: {key} must be true or false, got {value!r}")
         self.scale_by_dim, self.normalize = scale_by_dim, normalize
 
-    def noise_like(self, z: torch.Tensor) -> torch.Tensor:
-        std = self.noise_std / math.sqrt(z.shape[1]) if self.scale_by_dim else self.noise_std
-        return torch.randn(z.shape, dtype=z.dtype, device=z.device) * std
-
     def forward(self, output, batch=None) -> Dict[str, torch.Tensor]:
         views = student_views(output, "brownian_diffusive_loss")
         check_embeddings(views, "brownian_diffusive_loss")
@@ -58,8 +63,7 @@ class BrownianDiffusiveLoss(SSLLoss):
             total = 0
             for view in views:
                 z = full_precision(view)
-                if self.normalize:
-                    z = F.normalize(z, dim=1)
-                total = total + (z * self.noise_like(z)).sum(dim=1).mean()
-            loss = all_reduce_mean_with_grad(total / len(views))
+                noise = brownian_noise(z, self.noise_std, self.scale_by_dim)
+                total = total + brownian_diffusive(z, noise, self.normalize)
+            loss = total / len(views)
         return {"loss": loss}

@@ -8,14 +8,13 @@ from __future__ import annotations
 from typing import Dict
 
 import torch
-import torch.nn.functional as F
 
 from registry import register_loss
 from ssl_ext.losses._views import (
     autocast_off, check_embeddings, full_precision, student_views, teacher_views, view_ids,
 )
 from ssl_ext.losses.base import SSLLoss
-from ssl_ext.utils.distributed import all_reduce_mean_with_grad
+from ssl_ext.losses.functional import byol_regression
 
 
 @register_loss("byol_loss")
@@ -27,6 +26,14 @@ class BYOLLoss(SSLLoss):
     student view is compared with the teacher output of the *other* view (matched by
     batch view index), and the two directions are summed as in the paper's
     ``L + L~``, so the loss lies in [0, 8]. Averaged over the global batch.
+
+    Without the trainer (the maths is ``ssl_ext.losses.functional.byol_regression``):
+
+    >>> import torch
+    >>> p0, p1 = torch.tensor([[3.0, 0.0]]), torch.tensor([[0.0, 0.5]])  # online predictions of views 0, 1
+    >>> z0, z1 = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]])  # target projections of views 0, 1
+    >>> BYOLLoss().forward_tensors(student=[p0, p1], teacher=[z0, z1])["loss"].item()  # p0 vs z1, p1 vs z0: 2 + 2
+    4.0
     """
 
     def __init__(self) -> None:
@@ -44,11 +51,8 @@ class BYOLLoss(SSLLoss):
         check_embeddings(online + targets, "byol_loss", "student/teacher")
         by_view = dict(zip(teacher_ids, targets))
         with autocast_off(online[0]):
-            total = 0
+            loss = 0
             for view, prediction in zip(student_ids, online):
                 other = next(v for v in student_ids if v != view)
-                target = full_precision(by_view[other]).detach()
-                cosine = F.cosine_similarity(full_precision(prediction), target, dim=1)
-                total = total + (2 - 2 * cosine).mean()
-            loss = all_reduce_mean_with_grad(total)
+                loss = loss + byol_regression(full_precision(prediction), full_precision(by_view[other]))
         return {"loss": loss}

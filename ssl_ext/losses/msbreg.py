@@ -35,6 +35,14 @@ class MSBRegLoss(SSLLoss):
         brownian_weight: lambda_b (0.5, the paper's best).
         singular_value: PARAMS of ``singular_value_loss`` (normalize, center).
         brownian: PARAMS of ``brownian_diffusive_loss`` (noise_std, scale_by_dim, normalize).
+
+    Without the trainer:
+
+    >>> import torch
+    >>> views = [torch.eye(2), torch.eye(2)]  # online and target views agree: the centroid term is 0
+    >>> terms = MSBRegLoss(brownian_weight=0.0).forward_tensors(student=views, teacher=views)
+    >>> {name: round(value.item(), 4) for name, value in terms.items()}  # 0.004 * -(1 + 1)
+    {'loss': -0.008, 'base': 0.0, 'singular_value': -2.0}
     """
 
     def __init__(

@@ -5,12 +5,12 @@ Siamese Networks for Label-Efficient Learning", ECCV 2022, arXiv:2204.07141.
 """
 from __future__ import annotations
 
-import math
 from typing import Dict, Tuple
 
 import torch
 
 from registry import register_loss
+from ssl_ext.losses import functional
 from ssl_ext.losses._prototype_matching import PrototypeMatchingLoss
 from ssl_ext.losses._views import check_number
 
@@ -33,6 +33,18 @@ class MSNLoss(PrototypeMatchingLoss):
         regularization_weight: lambda of the me-max regularizer (1.0).
         label_smoothing: smoothing of MSN's one-hot prototype labels (0.0).
         anchor_entropy_weight: weight of the mean anchor entropy (0.0: off).
+
+    Without the trainer (the maths is in ``ssl_ext.losses.functional``: ``msn_targets``,
+    ``prototype_cross_entropy``, ``mean_prediction``, ``me_max``); the prototypes are the
+    loss's parameter:
+
+    >>> import torch
+    >>> loss = MSNLoss(num_prototypes=2, embed_dim=2, temperature=1.0)
+    >>> with torch.no_grad():
+    ...     _ = loss.prototypes.copy_(torch.eye(2))
+    >>> terms = loss.forward_tensors(student=[torch.eye(2)], teacher=[torch.eye(2)])  # anchors, target view
+    >>> {name: round(value.item(), 4) for name, value in terms.items()}  # p̄ uniform: me_max 0
+    {'loss': 0.3312, 'ce': 0.3312, 'me_max': 0.0, 'entropy_pbar': 0.6931}
     """
 
     loss_name = "msn_loss"
@@ -59,5 +71,5 @@ class MSNLoss(PrototypeMatchingLoss):
         )
 
     def regularizer(self, mean_probs: torch.Tensor) -> Tuple[Dict[str, torch.Tensor], torch.Tensor]:
-        me_max = torch.special.xlogy(mean_probs, mean_probs).sum() + math.log(self.num_prototypes)
+        me_max = functional.me_max(mean_probs)
         return {"me_max": me_max}, self.regularization_weight * me_max

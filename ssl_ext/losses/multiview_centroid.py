@@ -8,14 +8,13 @@ from __future__ import annotations
 from typing import Dict
 
 import torch
-import torch.nn.functional as F
 
 from registry import register_loss
 from ssl_ext.losses._views import (
     autocast_off, check_embeddings, full_precision, student_views, teacher_views, view_ids,
 )
 from ssl_ext.losses.base import SSLLoss
-from ssl_ext.utils.distributed import all_reduce_mean_with_grad
+from ssl_ext.losses.functional import multiview_centroid
 
 
 @register_loss("multiview_centroid_loss")
@@ -33,6 +32,14 @@ class MultiviewCentroidLoss(SSLLoss):
     view ``k``'s centroid omits the target of view ``k`` itself (matched by batch view
     index), so with ``K = 2`` the loss is BYOL's cross-view loss averaged over the two
     directions.
+
+    Without the trainer (the maths is ``ssl_ext.losses.functional.multiview_centroid``):
+
+    >>> import torch
+    >>> online = [torch.tensor([[1.0, 0.0]]), torch.tensor([[3.0, 3.0]])]
+    >>> targets = [torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]])]  # centroid (0.5, 0.5)
+    >>> round(MultiviewCentroidLoss().forward_tensors(student=online, teacher=targets)["loss"].item(), 4)
+    0.2929
     """
 
     def __init__(self, leave_one_out: bool = False) -> None:
@@ -48,15 +55,8 @@ class MultiviewCentroidLoss(SSLLoss):
         check_embeddings(online + targets, name, "student/teacher")
         student_ids, teacher_ids = view_ids(output)
         with autocast_off(online[0]):
-            normalized_targets = torch.stack([F.normalize(full_precision(t).detach(), dim=1) for t in targets])
-            target_sum = normalized_targets.sum(dim=0)
-            total = 0
-            for view, prediction in zip(student_ids, online):
-                centroid_sum, count = target_sum, len(targets)
-                if self.leave_one_out and view in teacher_ids:
-                    centroid_sum = target_sum - normalized_targets[teacher_ids.index(view)]
-                    count -= 1
-                cosine = F.cosine_similarity(full_precision(prediction), centroid_sum / count, dim=1)
-                total = total + (2 - 2 * cosine).mean()
-            loss = all_reduce_mean_with_grad(total / len(online))
+            loss = multiview_centroid(
+                [full_precision(p) for p in online], [full_precision(t) for t in targets], self.leave_one_out,
+                student_ids, teacher_ids,
+            )
         return {"loss": loss}

@@ -10,6 +10,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import torch
 
 from registry import register_loss
+from ssl_ext.losses import functional
 from ssl_ext.losses._prototype_matching import PrototypeMatchingLoss
 from ssl_ext.losses._views import check_number
 from ssl_ext.losses.priors import build_checked_prior
@@ -38,6 +39,24 @@ class PMSNLoss(PrototypeMatchingLoss):
     the KL term, plus
         prior: ``{NAME, PARAMS}`` of a registered prior (default power_law, tau 0.25).
         sinkhorn_prior: Sinkhorn with the prior's marginals (false).
+
+    Not lightly's regularizer: lightly 1.6's ``PMSNLoss`` computes
+    ``F.kl_div(p̄.log(), π, reduction="sum")`` = KL(π ‖ p̄), the reverse direction. We keep
+    the paper's KL(p̄ ‖ π), which is MSN's me-max at the uniform π (so PMSN = MSN there);
+    the two directions agree only where p̄ = π. With the KL direction flipped, this loss
+    equals lightly's to float64 rounding (``tests/losses/test_lightly_agreement.py``).
+
+    Without the trainer (the maths is ``ssl_ext.losses.functional``, ``prior_kl`` for the
+    regularizer):
+
+    >>> import torch
+    >>> loss = PMSNLoss(num_prototypes=2, embed_dim=2, temperature=1.0,
+    ...                 prior={"NAME": "power_law", "PARAMS": {"tau": 1.0}})  # π = (2/3, 1/3)
+    >>> with torch.no_grad():
+    ...     _ = loss.prototypes.copy_(torch.eye(2))
+    >>> terms = loss.forward_tensors(student=[torch.eye(2)], teacher=[torch.eye(2)])
+    >>> {name: round(value.item(), 4) for name, value in terms.items()}  # KL((½, ½) ‖ (⅔, ⅓)) = 0.0589
+    {'loss': 0.3901, 'ce': 0.3312, 'kl_prior': 0.0589, 'entropy_pbar': 0.6931}
     """
 
     loss_name = "pmsn_loss"
@@ -70,6 +89,5 @@ class PMSNLoss(PrototypeMatchingLoss):
         return self.prior if self.sinkhorn_prior else None
 
     def regularizer(self, mean_probs: torch.Tensor) -> Tuple[Dict[str, torch.Tensor], torch.Tensor]:
-        log_prior = self.prior.to(mean_probs.dtype).log()
-        kl_prior = (torch.special.xlogy(mean_probs, mean_probs) - mean_probs * log_prior).sum()
+        kl_prior = functional.prior_kl(mean_probs, self.prior)
         return {"kl_prior": kl_prior}, self.regularization_weight * kl_prior

@@ -8,12 +8,11 @@ from __future__ import annotations
 from typing import Dict
 
 import torch
-import torch.nn.functional as F
 
 from registry import register_loss
 from ssl_ext.losses.base import SSLLoss
 from ssl_ext.losses._views import autocast_off, check_embeddings, check_number, full_precision, two_student_views
-from ssl_ext.utils.distributed import all_gather_with_grad, all_reduce_mean_with_grad, get_rank
+from ssl_ext.losses.functional import nt_xent
 
 
 @register_loss("simclr_loss")
@@ -34,6 +33,15 @@ class SimCLRLoss(SSLLoss):
     Args:
         temperature: softmax temperature tau > 0 (SimCLR: 0.1 for large batches,
             0.5 for small ones).
+
+    Without the trainer (the maths is ``ssl_ext.losses.functional.nt_xent``):
+
+    >>> import torch
+    >>> view_a = torch.tensor([[2.0, 0.0], [0.0, 3.0]])
+    >>> view_b = torch.tensor([[5.0, 0.0], [0.0, 0.5]])
+    >>> terms = SimCLRLoss(temperature=1.0).forward_tensors(student=[view_a, view_b])
+    >>> round(terms["loss"].item(), 4)  # log(1 + 2/e): positive cos 1, both negatives cos 0
+    0.5514
     """
 
     def __init__(self, temperature: float = 0.1) -> None:
@@ -42,27 +50,7 @@ class SimCLRLoss(SSLLoss):
 
     def forward(self, output, batch=None) -> Dict[str, torch.Tensor]:
         view_a, view_b = two_student_views(output, "simclr_loss")
+        check_embeddings([view_a, view_b], "simclr_loss")
         with autocast_off(view_a):
             return {"loss": nt_xent(full_precision(view_a), full_precision(view_b), self.temperature)}
 
-
-def nt_xent(view_a: torch.Tensor, view_b: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Global-batch NT-Xent between paired local embeddings ``(n, D)`` of two views."""
-    check_embeddings([view_a, view_b], "simclr_loss")
-    local_n = view_a.shape[0]
-    anchors = F.normalize(torch.cat([view_a, view_b]), dim=1)
-    global_a = all_gather_with_grad(anchors[:local_n])
-    global_b = all_gather_with_grad(anchors[local_n:])
-    global_n = global_a.shape[0]
-    candidates = torch.cat([global_a, global_b])
-
-    logits = anchors @ candidates.T / temperature
-    offset = get_rank() * local_n
-    rows = torch.arange(2 * local_n, device=anchors.device)
-    sample = offset + rows % local_n
-    is_view_b = rows >= local_n
-    self_column = sample + is_view_b * global_n
-    positive_column = sample + (~is_view_b) * global_n
-    logits = logits.index_put((rows, self_column), torch.tensor(float("-inf"), dtype=logits.dtype, device=logits.device))
-    local_loss = F.cross_entropy(logits, positive_column)
-    return all_reduce_mean_with_grad(local_loss)

@@ -8,12 +8,11 @@ from __future__ import annotations
 from typing import Dict
 
 import torch
-import torch.nn.functional as F
 
 from registry import register_loss
 from ssl_ext.losses._views import autocast_off, check_embeddings, check_number, full_precision, two_student_views
 from ssl_ext.losses.base import SSLLoss
-from ssl_ext.utils.distributed import all_gather_with_grad, all_reduce_mean_with_grad
+from ssl_ext.losses.functional import vicreg_terms
 
 
 @register_loss("vicreg_loss")
@@ -35,6 +34,14 @@ class VICRegLoss(SSLLoss):
         invariance_weight, variance_weight, covariance_weight: lambda, mu, nu (25, 25, 1).
         std_target: the hinge target gamma of the standard deviation (1.0).
         eps: added to the variance for numerical stability (1e-4).
+
+    Without the trainer (the maths is ``ssl_ext.losses.functional.vicreg_terms``):
+
+    >>> import torch
+    >>> z = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])  # dimension 1 has collapsed
+    >>> terms = VICRegLoss().forward_tensors(student=[z, z.clone()])
+    >>> {name: round(value.item(), 4) for name, value in terms.items()}  # 25 * (1 - sqrt(1e-4)) / 2
+    {'loss': 12.375, 'invariance': 0.0, 'variance': 0.495, 'covariance': 0.0}
     """
 
     def __init__(
@@ -57,28 +64,10 @@ class VICRegLoss(SSLLoss):
         view_a, view_b = two_student_views(output, "vicreg_loss")
         check_embeddings([view_a, view_b], "vicreg_loss")
         with autocast_off(view_a):
-            view_a, view_b = full_precision(view_a), full_precision(view_b)
-            invariance = all_reduce_mean_with_grad(F.mse_loss(view_a, view_b))
-            global_a, global_b = all_gather_with_grad(view_a), all_gather_with_grad(view_b)
-            if global_a.shape[0] < 2:
-                raise ValueError("vicreg_loss needs a global batch of at least 2 samples for its variance term")
-            variance = (self._variance(global_a) + self._variance(global_b)) / 2
-            covariance = self._covariance(global_a) + self._covariance(global_b)
+            terms = vicreg_terms(full_precision(view_a), full_precision(view_b), self.std_target, self.eps)
             loss = (
-                self.invariance_weight * invariance
-                + self.variance_weight * variance
-                + self.covariance_weight * covariance
+                self.invariance_weight * terms["invariance"]
+                + self.variance_weight * terms["variance"]
+                + self.covariance_weight * terms["covariance"]
             )
-        return {"loss": loss, "invariance": invariance, "variance": variance, "covariance": covariance}
-
-    def _variance(self, z: torch.Tensor) -> torch.Tensor:
-        std = torch.sqrt(z.var(dim=0) + self.eps)
-        return F.relu(self.std_target - std).mean()
-
-    @staticmethod
-    def _covariance(z: torch.Tensor) -> torch.Tensor:
-        n, dim = z.shape
-        centered = z - z.mean(dim=0)
-        cov = centered.T @ centered / (n - 1)
-        off_diagonal = cov - torch.diag(torch.diagonal(cov))
-        return off_diagonal.pow(2).sum() / dim
+        return {"loss": loss, **terms}
