@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Loss speed: forward+backward CPU time of ssl_ext's losses next to lightly's, in one run.
 
-    .venv/bin/python benchmarks/loss_speed.py [--repeats 15] [--warmup 3] [--threads N]
+    .venv/bin/python benchmarks/loss_speed.py [--repeats 15] [--warmup 3] [--threads N] [--device cpu|cuda]
         [--resnet-resolution 32] [--resnet-repeats 5] [--cases msn pmsn vicreg simclr singular_value]
 
 lightly (https://github.com/lightly-ai/lightly) is a benchmark-only dependency:
@@ -59,7 +59,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 
@@ -74,6 +74,7 @@ SHARPEN_TEMPERATURE = 0.25
 POWER_LAW_TAU = 0.25
 SIMCLR_TEMPERATURE = 0.1
 SINGULAR_VALUE_BUDGET = 0.10
+DeviceLike = Union[str, torch.device]
 
 
 @dataclass
@@ -105,8 +106,9 @@ def import_lightly_loss():
     return lightly_loss
 
 
-def leaf(*shape: int, generator: torch.Generator, requires_grad: bool = True) -> torch.Tensor:
-    return torch.randn(*shape, generator=generator).requires_grad_(requires_grad)
+def leaf(*shape: int, generator: torch.Generator, requires_grad: bool = True, device: DeviceLike = "cpu") -> torch.Tensor:
+    """Drawn on the CPU generator (the same values on every device), then moved: still a leaf."""
+    return torch.randn(*shape, generator=generator).to(device).requires_grad_(requires_grad)
 
 
 def backward_and_return(loss: torch.Tensor) -> torch.Tensor:
@@ -115,17 +117,17 @@ def backward_and_return(loss: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------ cases
-def prototype_cases(lightly_loss, generator: torch.Generator) -> List[Case]:
-    anchor_views = [leaf(MSN_BATCH, MSN_DIM, generator=generator) for _ in range(MSN_VIEWS)]
-    target = leaf(MSN_BATCH, MSN_DIM, generator=generator, requires_grad=False)
+def prototype_cases(lightly_loss, generator: torch.Generator, device: DeviceLike = "cpu") -> List[Case]:
+    anchor_views = [leaf(MSN_BATCH, MSN_DIM, generator=generator, device=device) for _ in range(MSN_VIEWS)]
+    target = leaf(MSN_BATCH, MSN_DIM, generator=generator, requires_grad=False, device=device)
     output = ModelOutput(
         student=anchor_views, teacher=[target], student_views=list(range(1, MSN_VIEWS + 1)), teacher_views=[0]
     )
     common = {"num_prototypes": MSN_PROTOTYPES, "embed_dim": MSN_DIM, "sharpen_temperature": SHARPEN_TEMPERATURE,
               **SHARED_MSN_SETTINGS}
-    msn = build_loss({"NAME": "msn_loss", "PARAMS": common})
+    msn = build_loss({"NAME": "msn_loss", "PARAMS": common}).to(device)
     pmsn = build_loss({"NAME": "pmsn_loss", "PARAMS": {
-        **common, "prior": {"NAME": "power_law", "PARAMS": {"tau": POWER_LAW_TAU}}}})
+        **common, "prior": {"NAME": "power_law", "PARAMS": {"tau": POWER_LAW_TAU}}}}).to(device)
     pmsn.prototypes = msn.prototypes  # one prototype tensor for all four losses
     prototypes = msn.prototypes
     lightly_msn = lightly_loss.MSNLoss(**SHARED_MSN_SETTINGS)
@@ -145,8 +147,8 @@ def prototype_cases(lightly_loss, generator: torch.Generator) -> List[Case]:
     ]
 
 
-def vicreg_case(lightly_loss, generator: torch.Generator) -> Case:
-    views = [leaf(1024, 2048, generator=generator) for _ in range(2)]
+def vicreg_case(lightly_loss, generator: torch.Generator, device: DeviceLike = "cpu") -> Case:
+    views = [leaf(1024, 2048, generator=generator, device=device) for _ in range(2)]
     ours = build_loss({"NAME": "vicreg_loss", "PARAMS": {
         "invariance_weight": 25.0, "variance_weight": 25.0, "covariance_weight": 1.0, "eps": 1e-4}})
     theirs = lightly_loss.VICRegLoss(lambda_param=25.0, mu_param=25.0, nu_param=1.0, eps=1e-4)
@@ -155,8 +157,8 @@ def vicreg_case(lightly_loss, generator: torch.Generator) -> Case:
                 lambda: backward_and_return(theirs(*views)), views)
 
 
-def simclr_case(lightly_loss, generator: torch.Generator) -> Case:
-    views = [leaf(1024, 128, generator=generator) for _ in range(2)]
+def simclr_case(lightly_loss, generator: torch.Generator, device: DeviceLike = "cpu") -> Case:
+    views = [leaf(1024, 128, generator=generator, device=device) for _ in range(2)]
     ours = build_loss({"NAME": "simclr_loss", "PARAMS": {"temperature": SIMCLR_TEMPERATURE}})
     theirs = lightly_loss.NTXentLoss(temperature=SIMCLR_TEMPERATURE, memory_bank_size=0)
     output = ModelOutput(student=views, student_views=[0, 1])
@@ -164,16 +166,16 @@ def simclr_case(lightly_loss, generator: torch.Generator) -> Case:
                 lambda: backward_and_return(theirs(*views)), views)
 
 
-def singular_value_case(generator: torch.Generator, resolution: int, repeats: int) -> Case:
+def singular_value_case(generator: torch.Generator, resolution: int, repeats: int, device: DeviceLike = "cpu") -> Case:
     import torchvision
 
-    embeddings = leaf(1024, 256, generator=generator)
+    embeddings = leaf(1024, 256, generator=generator, device=device)
     ours = build_loss({"NAME": "singular_value_loss", "PARAMS": {}})
     output = ModelOutput(student=[embeddings], student_views=[0])
-    resnet = torchvision.models.resnet18(num_classes=1000)
+    resnet = torchvision.models.resnet18(num_classes=1000).to(device)
     optimizer = torch.optim.SGD(resnet.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    images = torch.randn(256, 3, resolution, resolution, generator=generator)
-    labels = torch.randint(0, 1000, (256,), generator=generator)
+    images = torch.randn(256, 3, resolution, resolution, generator=generator).to(device)
+    labels = torch.randint(0, 1000, (256,), generator=generator).to(device)
 
     def resnet_step() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
@@ -195,10 +197,18 @@ def clear_grads(leaves: Sequence[torch.Tensor]) -> None:
         tensor.grad = None
 
 
+def synchronize(leaves: Sequence[torch.Tensor]) -> None:
+    """Wait for queued GPU work, so a wall-clock interval covers the kernels it launched."""
+    if leaves and leaves[0].is_cuda:
+        torch.cuda.synchronize(leaves[0].device)
+
+
 def timed_ms(step: Callable[[], torch.Tensor], leaves: Sequence[torch.Tensor]) -> float:
     clear_grads(leaves)
+    synchronize(leaves)
     started = time.perf_counter()
     step()
+    synchronize(leaves)
     return (time.perf_counter() - started) * 1000
 
 
@@ -257,6 +267,7 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=["msn", "pmsn", "vicreg", "simclr", "singular_value"],
                         choices=["msn", "pmsn", "vicreg", "simclr", "singular_value"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (both sides run there; timings synchronize the GPU)")
     args = parser.parse_args()
     if args.repeats < 1 or args.warmup < 0 or args.threads < 1 or args.resnet_repeats < 1 or args.resnet_resolution < 32:
         parser.error("need --repeats >= 1, --warmup >= 0, --threads >= 1, --resnet-repeats >= 1, --resnet-resolution >= 32")
@@ -271,14 +282,14 @@ def main() -> None:
 
     cases: List[Case] = []
     if "msn" in args.cases or "pmsn" in args.cases:
-        msn, pmsn = prototype_cases(lightly_loss, generator)
+        msn, pmsn = prototype_cases(lightly_loss, generator, device=args.device)
         cases += [c for key, c in (("msn", msn), ("pmsn", pmsn)) if key in args.cases]
     if "vicreg" in args.cases:
-        cases.append(vicreg_case(lightly_loss, generator))
+        cases.append(vicreg_case(lightly_loss, generator, device=args.device))
     if "simclr" in args.cases:
-        cases.append(simclr_case(lightly_loss, generator))
+        cases.append(simclr_case(lightly_loss, generator, device=args.device))
     if "singular_value" in args.cases:
-        cases.append(singular_value_case(generator, args.resnet_resolution, args.resnet_repeats))
+        cases.append(singular_value_case(generator, args.resnet_resolution, args.resnet_repeats, device=args.device))
 
     print(f"torch {torch.__version__}, lightly {lightly.__version__}, {args.threads} thread(s), "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
