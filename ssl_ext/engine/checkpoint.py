@@ -1,4 +1,6 @@
-"""Checkpoints: atomic writes through iopath, keep-last-N, and auto-resume from the newest readable one."""
+"""Checkpoints: atomic writes through iopath, keep-last-N rotation that never trades a readable
+checkpoint for an unreadable one, finiteness checked before anything is written, and auto-resume
+from the newest readable checkpoint (none readable: stop and say why, never restart silently)."""
 from __future__ import annotations
 
 import logging
@@ -10,15 +12,17 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from ssl_ext.errors import UserError
 from ssl_ext.utils.io import atomic_torch_save, path_manager, torch_load
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_SUBDIR = "checkpoints"
+UNREADABLE_SUBDIR = "unreadable"
 _NAME = re.compile(r"^model_iteration(\d+)\.torch$")
 
 
-class CheckpointError(RuntimeError):
-    pass
+class CheckpointError(UserError, RuntimeError):
+    """A checkpoint cannot be used (unreadable, foreign, or made for another config)."""
 
 
 def checkpoint_dir(run_dir: str) -> str:
@@ -64,28 +68,82 @@ def set_rng_state(state: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(run_dir: str, iteration: int, state: Dict[str, Any], keep_last: int) -> str:
-    """Write atomically, then delete all but the newest ``keep_last`` (0 keeps all)."""
+def nonfinite_tensors(state: Any, prefix: str = "") -> List[str]:
+    """Dotted names of the floating-point tensors in ``state`` holding a NaN or an infinity."""
+    if isinstance(state, torch.Tensor):
+        return [prefix] if state.is_floating_point() and not bool(torch.isfinite(state).all()) else []
+    if isinstance(state, dict):
+        return [name for key, value in state.items() for name in nonfinite_tensors(value, f"{prefix}.{key}".lstrip("."))]
+    if isinstance(state, (list, tuple)):
+        return [name for i, value in enumerate(state) for name in nonfinite_tensors(value, f"{prefix}[{i}]")]
+    return []
+
+
+def save_checkpoint(run_dir: str, iteration: int, state: Dict[str, Any], keep_last: int, known_readable: set) -> str:
+    """Write atomically, then rotate: keep the newest ``keep_last`` (0 keeps all) checkpoints.
+
+    Only checkpoints known to be readable (written by this process, or the one the run resumed
+    from) count toward ``keep_last``, and a file is deleted only when ``keep_last`` known-readable
+    checkpoints newer than it exist, so an unreadable or foreign newer file can never cause a good
+    one to be deleted. Files in ``unreadable/`` and files not named like checkpoints are never touched.
+    """
     path = checkpoint_path(run_dir, iteration)
     atomic_torch_save(state, path)
+    known_readable.add(path)
     if keep_last > 0:
-        for _, old in list_checkpoints(run_dir)[keep_last:]:
-            path_manager.rm(old)
+        good_newer = 0
+        for _, candidate in list_checkpoints(run_dir):
+            if good_newer >= keep_last:
+                path_manager.rm(candidate)
+                known_readable.discard(candidate)
+            elif candidate in known_readable:
+                good_newer += 1
     return path
 
 
-def load_newest_checkpoint(run_dir: str) -> Optional[Tuple[str, Dict[str, Any]]]:
-    """Load the newest readable checkpoint; a corrupt newer one is reported and skipped (never deleted)."""
+def read_checkpoint(path: str) -> Dict[str, Any]:
+    """A training checkpoint's state; ``CheckpointError`` saying why when it cannot be used."""
+    try:
+        state = torch_load(path, weights_only=True)
+    except Exception as exc:  # a truncated zip, a pickle error, a half-copied file, ...
+        raise CheckpointError(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    if not isinstance(state, dict) or "model" not in state or "iteration" not in state:
+        raise CheckpointError("not an ssl_ext training checkpoint (no 'model'/'iteration' keys)")
+    return state
+
+
+def load_newest_checkpoint(run_dir: str, on_unreadable: str = "stop") -> Optional[Tuple[str, Dict[str, Any]]]:
+    """Load the newest readable checkpoint of ``run_dir``; None when the run has none yet.
+
+    A corrupt newer checkpoint is reported and skipped (never deleted). When checkpoints exist but
+    none is readable, ``on_unreadable="stop"`` raises ``CheckpointError`` listing every file and
+    why; ``"start_over"`` moves them into ``checkpoints/unreadable/`` and returns None.
+    """
+    problems = []
     for iteration, path in list_checkpoints(run_dir):
         try:
-            state = torch_load(path, weights_only=True)
-            if not isinstance(state, dict) or "model" not in state or "iteration" not in state:
-                raise CheckpointError("not an ssl_ext training checkpoint (no 'model'/'iteration' keys)")
-        except Exception as exc:  # a truncated zip, a pickle error, a half-copied file, ...
-            logger.warning(
-                "Checkpoint %s (iteration %d) is unreadable (%s: %s); trying the previous one. "
-                "Delete or move it once you have checked it.", path, iteration, type(exc).__name__, exc,
-            )
+            state = read_checkpoint(path)
+        except CheckpointError as exc:
+            logger.warning("Checkpoint %s (iteration %d) is unreadable (%s); trying the previous one.", path, iteration, exc)
+            problems.append((path, str(exc)))
             continue
         return path, state
-    return None
+    if not problems:
+        return None
+    if on_unreadable == "start_over":
+        aside = os.path.join(checkpoint_dir(run_dir), UNREADABLE_SUBDIR)
+        path_manager.mkdirs(aside)
+        for path, _ in problems:
+            os.replace(path, os.path.join(aside, os.path.basename(path)))
+        logger.warning(
+            "No checkpoint of %s is readable; config.CHECKPOINT.ON_UNREADABLE=start_over: moved the %d files to %s and "
+            "training starts from iteration 0.", run_dir, len(problems), aside,
+        )
+        return None
+    listing = "\n".join(f"  {path}: {why}" for path, why in problems)
+    raise CheckpointError(
+        f"None of the {len(problems)} checkpoints of run {run_dir} is readable:\n{listing}\n"
+        "The run was not restarted. Restore a good checkpoint into that folder, or start this run over from "
+        "iteration 0 with config.CHECKPOINT.ON_UNREADABLE=start_over (the unreadable files are moved to "
+        f"{os.path.join(checkpoint_dir(run_dir), UNREADABLE_SUBDIR)}), or use a new config.CHECKPOINT.DIR."
+    )

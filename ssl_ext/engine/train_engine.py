@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -14,9 +14,11 @@ from registry import register_engine
 from ssl_ext.config.compose import save_config
 from ssl_ext.engine import builders
 from ssl_ext.engine.model import make_teacher
+from ssl_ext.engine.run_lock import RunDirectoryInUse, RunLock
+from ssl_ext.engine.run_state import DONE_FILE, finished_run, planned_iterations
 from ssl_ext.engine.trainer import Task, train
 from ssl_ext.utils import distributed as dist_utils
-from ssl_ext.utils.io import atomic_write_text, path_manager, read_text
+from ssl_ext.utils.io import atomic_write_text, path_manager
 
 logger = logging.getLogger(__name__)
 
@@ -64,18 +66,6 @@ def resolve_device(cfg: DictConfig) -> torch.device:
     return torch.device(wanted)
 
 
-def finished_run(run_dir: str) -> Dict[str, Any] | None:
-    marker = os.path.join(run_dir, "DONE")
-    if path_manager.exists(marker):
-        return json.loads(read_text(marker))
-    return None
-
-
-def planned_iterations(cfg: DictConfig) -> Dict[str, int]:
-    """What a finished run was asked to do; a relaunch asking for more continues training."""
-    return {"NUM_EPOCHS": int(cfg.config.OPTIMIZER.NUM_EPOCHS), "MAX_ITERATIONS": int(cfg.config.OPTIMIZER.MAX_ITERATIONS)}
-
-
 def build_task(cfg: DictConfig) -> Task:
     """Build every component of a training run from the config (no training yet)."""
     c = cfg.config
@@ -99,6 +89,10 @@ def build_task(cfg: DictConfig) -> Task:
     teacher = make_teacher(student).to(device) if c.MODEL.EMA_TEACHER.ENABLED else None
     optimizer = builders.build_optimizer(cfg, {"model": student, "loss": loss})
     task = Task(cfg, student, loss, optimizer, loader, sampler, build_hooks(cfg), teacher=teacher, device=device)
+    if str(c.DATA.TRAIN.get("AUGMENT_ON", "loader")) == "device":
+        from ssl_ext.data.batched import build_device_augment
+
+        task.device_augment = build_device_augment(cfg)
     if world_size > 1:
         task.step_module = torch.nn.parallel.DistributedDataParallel(
             task.step_module, device_ids=[device.index] if device.type == "cuda" else None,
@@ -108,26 +102,45 @@ def build_task(cfg: DictConfig) -> Task:
 
 @register_engine("train")
 def train_engine(cfg: DictConfig) -> Dict[str, Any]:
-    """Pretrain: auto-resume from the newest readable checkpoint, train, write DONE."""
+    """Pretrain: take the run directory's lock, auto-resume from the newest readable checkpoint,
+    train, write DONE. A finished run is left as it is."""
     c = cfg.config
     run_dir = str(c.CHECKPOINT.DIR)
-    done = finished_run(run_dir)
-    if done is not None and c.CHECKPOINT.AUTO_RESUME and done.get("planned") == planned_iterations(cfg):
+    done = finished_run(cfg)
+    if done is not None:
         if dist_utils.is_primary():
             logger.warning(
-                "Run %s already finished at iteration %s (see %s/DONE); nothing to do. Delete DONE or raise "
+                "Run %s already finished at iteration %s (see %s/DONE); nothing to do. Raise "
                 "config.OPTIMIZER.NUM_EPOCHS to train further.", run_dir, done.get("iteration"), run_dir,
             )
         return {**done, "already_finished": True}
-    if dist_utils.is_primary():
-        path_manager.mkdirs(run_dir)
-        save_config(cfg, os.path.join(run_dir, "train_config.yaml"))
-    task = build_task(cfg)
-    if c.CHECKPOINT.AUTO_RESUME:
-        task.try_auto_resume()
-    summary = train(task)
-    if dist_utils.is_primary():
-        done_record = {**summary, "max_iterations": task.max_iterations, "planned": planned_iterations(cfg)}
-        atomic_write_text(os.path.join(run_dir, "DONE"), json.dumps(done_record, indent=2))
-    dist_utils.barrier()
+    lock = _acquire_run_lock(cfg)
+    try:
+        task = build_task(cfg)
+        if c.CHECKPOINT.AUTO_RESUME:
+            task.try_auto_resume()
+        if dist_utils.is_primary():
+            save_config(cfg, os.path.join(run_dir, "train_config.yaml"))
+        summary = train(task)
+        if dist_utils.is_primary():
+            record = {**summary, "max_iterations": task.max_iterations, "planned": planned_iterations(cfg)}
+            atomic_write_text(os.path.join(run_dir, DONE_FILE), json.dumps(record, indent=2))
+        dist_utils.barrier()
+    finally:
+        if lock is not None:
+            lock.release()
     return summary
+
+
+def _acquire_run_lock(cfg: DictConfig) -> Optional[RunLock]:
+    """Rank 0 takes the run directory's lock; every rank learns whether it got it."""
+    lock, error = None, None
+    if dist_utils.is_primary():
+        path_manager.mkdirs(str(cfg.config.CHECKPOINT.DIR))
+        try:
+            lock = RunLock(str(cfg.config.CHECKPOINT.DIR)).acquire()
+        except RunDirectoryInUse as exc:
+            error = exc
+    if dist_utils.all_reduce_max(1.0 if error else 0.0) > 0:
+        raise error or RunDirectoryInUse("Rank 0 could not take the run directory's lock (its message says why).")
+    return lock

@@ -26,6 +26,7 @@ from ssl_ext.engine import checkpoint as ckpt
 from ssl_ext.engine import preemption
 from ssl_ext.engine.model import SSLModel, ema_update
 from ssl_ext.engine.output import ModelOutput
+from ssl_ext.errors import RunStopped
 from ssl_ext.engine.schedules import loss_param_schedule, lr_schedule, wd_schedule, build_schedule
 from ssl_ext.utils import distributed as dist_utils
 from ssl_ext.utils import rng
@@ -115,6 +116,8 @@ class Task:
         self.last_output: Optional[ModelOutput] = None
         self.last_loss_terms: Dict[str, float] = {}
         self.last_checkpoint_path: Optional[str] = None
+        # Checkpoints known to load (written by this process, or resumed from): rotation counts only these.
+        self.readable_checkpoints: set = set()
         self.resumed_from: Optional[str] = None
         self.step_module: nn.Module = TrainStep(student, loss, self.student_views or [])
 
@@ -152,24 +155,41 @@ class Task:
         }
 
     def save_checkpoint(self) -> str:
-        """All ranks call this (their RNG states are gathered); rank 0 writes atomically."""
+        """All ranks call this (their RNG states are gathered); rank 0 writes atomically.
+
+        A state holding a NaN or an infinity in any tensor (weights, buffers such as BatchNorm
+        statistics, optimizer moments) is never written: the run stops instead, naming the
+        tensors, so the newest checkpoint on disk is always one a run can resume from.
+        """
         rng_states = dist_utils.all_gather_object(ckpt.rng_state())
+        state = self.state_dict()
+        bad = ckpt.nonfinite_tensors(state)
+        if dist_utils.all_reduce_max(1.0 if bad else 0.0) > 0:
+            raise NonFiniteStateError(self, bad)
         path = ckpt.checkpoint_path(self.run_dir, self.iteration)
         if self.rank == 0:
-            state = self.state_dict()
             state["rng"] = rng_states
             state["world_size"] = self.world_size
-            path = ckpt.save_checkpoint(self.run_dir, self.iteration, state, int(self.cfg.config.CHECKPOINT.KEEP_LAST))
+            path = ckpt.save_checkpoint(
+                self.run_dir, self.iteration, state, int(self.cfg.config.CHECKPOINT.KEEP_LAST), self.readable_checkpoints,
+            )
         dist_utils.barrier()
         self.last_checkpoint_path = path
         return path
 
     def load_state_dict(self, state: Dict[str, Any], path: str) -> None:
-        self.student.load_state_dict(state["model"])
-        if self.teacher is not None and state.get("teacher") is not None:
-            self.teacher.load_state_dict(state["teacher"])
-        self.loss.load_state_dict(state["loss"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.student.load_state_dict(state["model"])
+            if self.teacher is not None and state.get("teacher") is not None:
+                self.teacher.load_state_dict(state["teacher"])
+            self.loss.load_state_dict(state["loss"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise ckpt.CheckpointError(
+                f"Checkpoint {path} does not fit this run's model, loss or optimizer ({str(exc).splitlines()[0]}). "
+                "Was the run directory used with another config? Relaunch with the config the run was started with "
+                f"({os.path.join(self.run_dir, 'train_config.yaml')}) or use a new config.CHECKPOINT.DIR."
+            ) from exc
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.iteration = int(state["epoch"]), int(state["iteration"])
         self.step_in_epoch = int(state["step_in_epoch"])
@@ -190,13 +210,21 @@ class Task:
                 "so the continuation is not bit-exact.", path, len(rng), self.world_size,
             )
         self.last_checkpoint_path = self.resumed_from = path
+        self.readable_checkpoints.add(path)
 
     def try_auto_resume(self) -> bool:
-        found = ckpt.load_newest_checkpoint(self.run_dir)
+        found = ckpt.load_newest_checkpoint(self.run_dir, str(self.cfg.config.CHECKPOINT.ON_UNREADABLE))
         if found is None:
             return False
         path, state = found
         self.load_state_dict(state, path)
+        if self.iteration > self.max_iterations:
+            raise ckpt.CheckpointError(
+                f"Run {self.run_dir} has already trained {self.iteration} iterations (checkpoint {path}), more than this "
+                f"config asks for in all ({self.max_iterations}: config.OPTIMIZER.NUM_EPOCHS={self.num_epochs}, "
+                f"MAX_ITERATIONS={self.cfg.config.OPTIMIZER.MAX_ITERATIONS}). Nothing was changed. Raise NUM_EPOCHS to "
+                "train further, or use a new config.CHECKPOINT.DIR for a shorter run."
+            )
         logger.info("Resumed from %s (epoch %d, iteration %d).", path, self.epoch, self.iteration)
         return True
 
@@ -266,6 +294,20 @@ class Task:
         inner.student_views = self.student_views
 
 
+class NonFiniteStateError(RunStopped, FloatingPointError):
+    """The training state went non-finite; raised instead of writing it as a checkpoint."""
+
+    def __init__(self, task: "Task", names: List[str]):
+        shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+        last = task.last_checkpoint_path or "none (the run has not saved one yet)"
+        super().__init__(
+            f"Non-finite values (NaN/Inf) in the training state at epoch {task.epoch}, iteration {task.iteration}: "
+            f"{shown or 'on another rank'}. This state was not saved. Last good checkpoint: {last}. "
+            "Lower config.OPTIMIZER.BASE_LR, set config.OPTIMIZER.CLIP_GRAD_NORM, or disable AMP, then relaunch the "
+            "same command: it resumes from that checkpoint."
+        )
+
+
 def _attribute_owner(loss: nn.Module, name: str) -> nn.Module:
     """The loss module (the loss itself or a nested one, e.g. a regularized loss's base) holding ``name``."""
     for module in loss.modules():
@@ -292,12 +334,7 @@ def _to_device(batch: Dict[str, Any], device: torch.device) -> Dict[str, Any]:
 def stop_requested_on_any_rank() -> bool:
     """Every rank must agree to stop at the same step, else one saves (a collective) while another
     runs the next DDP step; a signal can reach the ranks between their checks."""
-    flag = torch.tensor([1.0 if preemption.checkpoint_requested() else 0.0])
-    if dist_utils.is_distributed() and dist_utils.get_world_size() > 1:
-        backend_device = "cuda" if torch.distributed.get_backend() == "nccl" else "cpu"
-        flag = flag.to(backend_device)
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-    return bool(flag.item() > 0)
+    return dist_utils.all_reduce_max(1.0 if preemption.checkpoint_requested() else 0.0) > 0
 
 
 def train(task: Task) -> Dict[str, Any]:

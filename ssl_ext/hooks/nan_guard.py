@@ -1,17 +1,19 @@
 import math
 
 from registry import register_hook
+from ssl_ext.errors import RunStopped
 from ssl_ext.hooks.base import SSLHook
 
 
-class NonFiniteLossError(FloatingPointError):
-    pass
+class NonFiniteLossError(RunStopped, FloatingPointError):
+    """A loss term went NaN/Inf; the run stops before it reaches the weights."""
 
 
 @register_hook("nan_guard")
 class NanGuardHook(SSLHook):
     """Stops before a NaN/Inf loss reaches the weights, naming the step, the loss terms and the
-    last good checkpoint to resume from."""
+    last good checkpoint to resume from. That checkpoint is finite in every tensor: the trainer
+    never writes a state holding NaN/Inf (weights, BatchNorm statistics, optimizer moments)."""
 
     def on_forward(self, task) -> None:
         terms = task.last_loss_terms

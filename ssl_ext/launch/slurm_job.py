@@ -93,18 +93,12 @@ def _defer_preemption_signal() -> Optional[Callable[..., Any]]:
 
 
 def finished_run(cfg: Any) -> Optional[Dict[str, Any]]:
-    """The DONE record of ``cfg``'s run if that run has nothing left to do, else None.
+    """The DONE record of ``cfg``'s training run if it has nothing left to do (``engine.run_state``'s rule)."""
+    from ssl_ext.engine.run_state import finished_run as finished_training_run
 
-    Same rule as the train engine: DONE counts only with AUTO_RESUME and when it
-    records the same plan (epochs / max iterations); a relaunch asking for more
-    training continues from the last checkpoint.
-    """
-    from ssl_ext.engine.train_engine import finished_run as done_record, planned_iterations
-
-    if str(cfg.config.ENGINE_NAME) != "train" or not cfg.config.CHECKPOINT.AUTO_RESUME:
+    if str(cfg.config.ENGINE_NAME) != "train":
         return None
-    done = done_record(str(cfg.config.CHECKPOINT.DIR))
-    return done if done is not None and done.get("planned") == planned_iterations(cfg) else None
+    return finished_training_run(cfg)
 
 
 @dataclass

@@ -104,6 +104,16 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def all_reduce_max(value: float) -> float:
+    """The largest ``value`` over all ranks (every rank gets it): how ranks agree on a stop."""
+    if not is_distributed() or get_world_size() == 1:
+        return float(value)
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    flag = torch.tensor([float(value)], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return float(flag.item())
+
+
 def all_gather_object(obj) -> List:
     if not is_distributed():
         return [obj]

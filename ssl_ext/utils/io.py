@@ -38,6 +38,12 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
             if hasattr(f, "fileno"):
                 os.fsync(f.fileno())
         _replace(tmp, path)
+    except OSError as exc:
+        from ssl_ext.errors import DiskFullError, is_disk_full
+
+        if is_disk_full(exc):
+            raise DiskFullError(path, len(data)) from exc
+        raise
     finally:
         if path_manager.exists(tmp):
             path_manager.rm(tmp)

@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
+from ssl_ext.engine.run_state import done_record
+
 logger = logging.getLogger(__name__)
 
 EVALUATIONS = ("linear", "knn", "analysis")
@@ -195,7 +197,7 @@ def _timings(run_dir: str, seconds: Dict[str, float], pretrained: bool, evaluate
 def run_one(spec: RunSpec, out: str, plan: Dict[str, Any]) -> Dict[str, Any]:
     """Pretrain (unless a random-init baseline) and evaluate; a record for the report."""
     run_dir = run_dir_of(out, spec)
-    finished_before = os.path.exists(os.path.join(run_dir, "DONE"))
+    finished_before = done_record(run_dir) is not None
     started = time.time()
     checkpoint = pretrain(spec, run_dir) if spec.pretrain else ""
     trained = time.time()
@@ -207,9 +209,8 @@ def run_one(spec: RunSpec, out: str, plan: Dict[str, Any]) -> Dict[str, Any]:
         "seconds": _timings(run_dir, seconds, pretrained=spec.pretrain and not finished_before, evaluated=evaluated),
         "results": results,
     }
-    done = os.path.join(run_dir, "DONE")
-    if os.path.exists(done):
-        with open(done) as f:
-            record["training"] = json.load(f)
+    training = done_record(run_dir)
+    if training is not None:
+        record["training"] = training
     logger.info("%s: pretrain %.0fs, evaluation %.0fs", spec.key, record["seconds"]["pretrain"], record["seconds"]["evaluation"])
     return record
