@@ -60,12 +60,12 @@ def base_config(**data_train):
     }
 
 
-def run_vissl(run_dir: Path, config: dict, vissl_dir: Path) -> dict:
-    """Run VISSL's train engine on ``config`` in ``run_dir``; return the recorder's data and VISSL's logged losses."""
+def run_vissl(run_dir: Path, config: dict, vissl_dir: Path) -> list:
+    """Run VISSL's train engine on ``config`` in ``run_dir``; one record per rank, with VISSL's logged losses."""
     config_dir = run_dir / "configs" / "config" / "ssl_ext_test"  # VISSL's launcher searches ./configs
     config_dir.mkdir(parents=True)
     (config_dir / "run.yaml").write_text("# @package _global_\n" + yaml.safe_dump({"config": config}))
-    record_path = run_dir / "record.pt"
+    record_path = run_dir / "record"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(vissl_dir), str(REPO)]), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, str(DRIVER), str(record_path), "config=ssl_ext_test/run"],
@@ -73,11 +73,14 @@ def run_vissl(run_dir: Path, config: dict, vissl_dir: Path) -> dict:
     )
     assert result.returncode == 0, f"VISSL run failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     logged = [json.loads(line) for line in (run_dir / "checkpoints" / "stdout.json").read_text().splitlines()]
-    record = torch.load(record_path, weights_only=False)
-    record["vissl_logged_losses"] = [entry["loss"] for entry in logged]
     terms_file = run_dir / "checkpoints" / "ssl_ext_loss_terms.jsonl"
-    record["terms_file"] = [json.loads(line) for line in terms_file.read_text().splitlines()] if terms_file.exists() else []
-    return record
+    records = []
+    for rank in range(config["DISTRIBUTED"]["NUM_PROC_PER_NODE"]):
+        record = torch.load(f"{record_path}.rank{rank}", weights_only=False)
+        record["vissl_logged_losses"] = [entry["loss"] for entry in logged]
+        record["terms_file"] = [json.loads(line) for line in terms_file.read_text().splitlines()] if terms_file.exists() else []
+        records.append(record)
+    return records
 
 
 def test_simclr_loss_in_vissl_equals_vissls_own_simclr_info_nce_loss(tmp_path, vissl_install):
@@ -88,8 +91,8 @@ def test_simclr_loss_in_vissl_equals_vissls_own_simclr_info_nce_loss(tmp_path, v
     ours["TRAINER"] = {"TASK_NAME": "ssl_ext_task"}
     ours["LOSS"] = {"name": "ssl_ext_loss", "ssl_ext_loss": {"NAME": "simclr_loss", "PARAMS": {"temperature": 0.1}}}
 
-    vissl_run = run_vissl(tmp_path / "vissl_loss", reference, vissl_install)
-    ssl_ext_run = run_vissl(tmp_path / "ssl_ext_loss", ours, vissl_install)
+    (vissl_run,) = run_vissl(tmp_path / "vissl_loss", reference, vissl_install)
+    (ssl_ext_run,) = run_vissl(tmp_path / "ssl_ext_loss", ours, vissl_install)
 
     assert len(vissl_run["steps"]) == len(ssl_ext_run["steps"]) == 2
     # Same seed, same batches (VISSL's simclr_collator stacks the two views view-major).
@@ -121,7 +124,9 @@ def write_labelled_images(root: Path, num_classes: int, per_class: int):
     return np.array(labels)
 
 
-def test_pmsn_in_vissl_trains_prototypes_follows_ema_teacher_and_class_imbalanced_batches(tmp_path, vissl_install):
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_pmsn_in_vissl_trains_prototypes_follows_ema_teacher_and_class_imbalanced_batches(tmp_path, vissl_install, ranks):
+    """Global batch 8 (8 per rank, or 4 on each of 2 gloo ranks), 4 crops per image, 3 iterations."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     labels = write_labelled_images(data_dir, num_classes=3, per_class=8)
@@ -137,7 +142,9 @@ def test_pmsn_in_vissl_trains_prototypes_follows_ema_teacher_and_class_imbalance
         ],
         COLLATE_FUNCTION="multicrop_collator",
         SSL_EXT_SAMPLER={"NAME": "class_imbalanced", "PARAMS": {"classes_per_batch": 2}},
+        BATCHSIZE_PER_REPLICA=8 // ranks,
     )
+    config["DISTRIBUTED"]["NUM_PROC_PER_NODE"] = ranks
     config["TRAINER"] = {"TASK_NAME": "ssl_ext_task"}
     config["LOSS"] = {"name": "ssl_ext_loss", "ssl_ext_loss": {
         "NAME": "pmsn_loss",
@@ -146,9 +153,26 @@ def test_pmsn_in_vissl_trains_prototypes_follows_ema_teacher_and_class_imbalance
         "STUDENT_VIEWS": [1, 2, 3], "TEACHER_VIEWS": [0],
         "EMA_TEACHER": {"ENABLED": True, "MOMENTUM_START": 0.9, "MOMENTUM_END": 1.0},
     }}
-    run = run_vissl(tmp_path / "run", config, vissl_install)
+    runs = run_vissl(tmp_path / "run", config, vissl_install)
+    for run in runs:
+        check_pmsn_run(run, labels, batch=8 // ranks)
+    # Ranks stay in lockstep: DDP averaged the prototypes' gradients through the model, and every
+    # rank's teacher started from rank 0's student.
+    for other in runs[1:]:
+        for k, step in enumerate(other["steps"]):
+            for name in ("student", "teacher", "loss_parameters"):
+                for key, value in step[name].items():
+                    torch.testing.assert_close(value, runs[0]["steps"][k][name][key], rtol=0, atol=0)
+    # The K classes hold for the global batch: the union of the ranks' shares.
+    for k in range(len(runs[0]["steps"])):
+        global_targets = torch.cat([run["steps"][k]["target"].view(4, -1)[0] for run in runs])
+        classes, counts = global_targets.unique(return_counts=True)
+        assert len(classes) == 2 and counts.tolist() == [4, 4]
+
+
+def check_pmsn_run(run, labels, batch):
     steps = run["steps"]
-    assert len(steps) == run["max_iteration"] == 3  # 24 images, batches of 8, one epoch
+    assert len(steps) == run["max_iteration"] == 3  # 24 images, global batches of 8, one epoch
 
     # Loss-owned prototypes: registered in the model, trained by VISSL's optimizer, without weight decay.
     assert "ssl_ext_loss_parameters.prototypes" in run["model_parameter_names"]
@@ -170,11 +194,11 @@ def test_pmsn_in_vissl_trains_prototypes_follows_ema_teacher_and_class_imbalance
     assert all(np.isfinite(step["loss"]) for step in steps)
     assert [t["ema_momentum"] for t in run["terms_file"]] == pytest.approx([0.9, 0.9 + 0.1 / 3, 0.9 + 0.2 / 3])
 
-    # Class-imbalanced sampler: what VISSL fed (4 crops x 8 images, crop-major) holds exactly K = 2 classes,
-    # 4 images each, and the labels VISSL attached are the dataset's labels of those images.
+    # What VISSL fed this rank (4 crops x its images, crop-major): the same images in every crop, with
+    # the dataset's labels; the class-imbalanced sampler's K = 2 classes over the global batch are
+    # checked by the caller (on one rank the local batch is the global batch).
     for step in steps:
-        data_idx, target = step["data_idx"].view(4, 8), step["target"].view(4, 8)
+        data_idx, target = step["data_idx"].view(4, batch), step["target"].view(4, batch)
         assert (data_idx == data_idx[0]).all() and (target == target[0]).all()
         assert torch.equal(target[0], torch.as_tensor(labels[data_idx[0].numpy()]))
-        classes, counts = target[0].unique(return_counts=True)
-        assert len(classes) == 2 and counts.tolist() == [4, 4]
+        assert len(target[0].unique()) <= 2

@@ -2,10 +2,11 @@
 
 Used by test_vissl.py in a subprocess whose PYTHONPATH starts with the isolated VISSL install:
 
-    python tests/integrations/vissl_driver.py RECORD.pt config=ssl_ext_test/NAME [overrides...]
+    python tests/integrations/vissl_driver.py RECORD config=ssl_ext_test/NAME [overrides...]
 
 The recorder observes; every number it saves comes from VISSL's own task (the batch VISSL
-fed, the model VISSL trained, the optimizer VISSL built, the teacher the EMA hook updated).
+fed, the model VISSL trained, the optimizer VISSL built, the teacher the EMA hook updated),
+saved by every rank r to RECORD.rank<r>.
 """
 import sys
 from functools import partial
@@ -65,7 +66,8 @@ class RecorderHook(ClassyHook):
 
     def on_end(self, task):
         self.record["max_iteration"] = int(task.max_iteration)
-        torch.save(self.record, self.path)
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        torch.save(self.record, f"{self.path}.rank{rank}")
 
 
 def hooks_with_recorder(cfg, path):
