@@ -19,6 +19,7 @@ A *spec* given to ``build_*`` is a mapping with ``NAME`` and optional ``PARAMS``
 ``plugin(**params)``; extra keyword arguments of ``build_*`` (the *context*, such
 as the input width of a head) are passed along.
 """
+from registry.contract import ContextArg, PluginContractError, Returns
 from registry.core import Registry, build, spec_name_and_params
 from registry.errors import DuplicateNameError, PluginParamsError, RegistryError, UnknownNameError
 from registry.discovery import load_plugins, load_entry_point_plugins, ensure_builtin_plugins
@@ -27,94 +28,136 @@ LOSSES = Registry(
     "loss",
     """Loss functions (``ssl_ext/losses``).
 
-    A loss subclasses Classy Vision's ``ClassyLoss`` and is also registered in
-    Classy Vision's loss registry. ``forward(output, batch)`` receives the
-    ``ssl_ext.engine.step.ModelOutput`` of one step (student/teacher embeddings
-    per view) and the batch dict, and returns a scalar tensor or a dict of named
-    scalar terms whose ``"loss"`` entry is optimized (other entries are logged).
+    A loss subclasses Classy Vision's ``ClassyLoss`` (usually through
+    ``ssl_ext.losses.base.SSLLoss``) and is also registered in Classy Vision's loss
+    registry. ``forward(output, batch)`` receives the ``ssl_ext.engine.output.ModelOutput``
+    of one step (student/teacher embeddings per view) and the batch dict, and returns a
+    scalar tensor or a dict of named scalar terms whose ``"loss"`` entry is optimized
+    (other entries are logged). The mathematics lives in documented functions on plain
+    tensors (``ssl_ext/losses/functional.py``) that the module calls.
     """,
+    returns=Returns("forward(output, batch) -> scalar tensor or dict with a 'loss' entry",
+                    base="classy_vision.losses.ClassyLoss"),
 )
 HEADS = Registry(
     "head",
     """Heads stacked on a trunk (``ssl_ext/models/heads``).
 
-    Built with ``build_head(spec, in_dim=<width of the previous stage>)``; an
-    ``nn.Module`` mapping ``(N, in_dim)`` to ``(N, out_dim)`` that exposes
-    ``out_dim``.
+    Maps ``(N, in_dim)`` features to ``(N, out_dim)``; the next head receives its
+    ``out_dim`` as ``in_dim``.
     """,
+    context=[("in_dim", "width of the features it receives (the trunk's or the previous head's out_dim)")],
+    returns=Returns("maps (N, in_dim) to (N, out_dim)", base="torch.nn.Module", attributes=("out_dim",)),
 )
 TRUNKS = Registry(
     "trunk",
     """Feature extractors (``ssl_ext/models/trunks``).
 
-    An ``nn.Module`` taking images ``(N, C, H, W)`` and returning pooled features
-    ``(N, out_dim)``; it exposes ``out_dim`` and ``extract_layers(x, names)``
-    returning a dict of named intermediate features for evaluation.
+    Takes images ``(N, C, H, W)`` and returns pooled features ``(N, out_dim)``;
+    ``extract_layers(x, names)`` returns a dict of named intermediate features for
+    evaluation.
     """,
+    returns=Returns("maps images (N, C, H, W) to features (N, out_dim)", base="torch.nn.Module",
+                    attributes=("out_dim", "extract_layers")),
 )
 SAMPLERS = Registry(
     "sampler",
-    """Batch/index samplers (``ssl_ext/samplers``).
+    """Index samplers of the training loader (``ssl_ext/samplers``).
 
-    Built with ``build_sampler(spec, dataset=..., batch_size=<per replica>,
-    rank=..., world_size=..., seed=...)``; a ``torch.utils.data.Sampler`` over
-    dataset indices with ``set_epoch(epoch)``, ``state_dict()``,
-    ``load_state_dict(state)`` (for exact mid-epoch resume) and a correct
-    ``__len__`` (number of indices this rank yields per epoch).
+    Yields the dataset indices this rank loads, ``__len__`` of them per epoch.
+    ``set_epoch(epoch)`` is called before each epoch; ``state_dict()`` /
+    ``load_state_dict(state)`` carry the position inside the epoch, saved in every
+    checkpoint, which is how a resumed run continues mid-epoch (see
+    ``ssl_ext.samplers.base``).
     """,
+    context=[
+        ("dataset", "the training dataset (items (views, label, index); exposes targets and num_classes)"),
+        ("batch_size", "the batch size per replica"),
+        ("rank", "this process's rank"),
+        ("world_size", "the number of processes"),
+        ("seed", "config.SEED_VALUE"),
+        ("drop_last", "config.DATA.TRAIN.DROP_LAST: whether the loader drops an incomplete last batch"),
+    ],
+    returns=Returns("yields this rank's dataset indices", base="torch.utils.data.Sampler",
+                    attributes=("__len__", "set_epoch", "state_dict", "load_state_dict")),
 )
 HOOKS = Registry(
     "hook",
     """Training-loop observers (``ssl_ext/hooks``).
 
-    A subclass of ``ssl_ext.hooks.base.SSLHook`` (Classy Vision's ``ClassyHook``
-    plus ``on_forward``/``on_backward``/``on_update``); each event receives the
-    running ``Task``. Hooks return nothing; they may raise to stop the run.
+    Classy Vision's ``ClassyHook`` events plus ``on_forward``/``on_backward``/``on_update``;
+    each event receives the running ``ssl_ext.engine.trainer.Task``. Hooks return
+    nothing; they may raise to stop the run.
     """,
+    returns=Returns("observes the loop through named events", base="ssl_ext.hooks.base.SSLHook"),
 )
 DATA_SOURCES = Registry(
     "data source",
     """Datasets (``ssl_ext/data/sources``).
 
-    Built with ``build_data_source(spec, split="train"|"val", data_path=..., dataset_name=...,
-    skip_corrupt=...)`` (``data_path`` overrides the catalog entry of ``dataset_name``);
-    a map-style ``torch.utils.data.Dataset`` whose items are ``(image, label)``
-    with a PIL image or ``(C, H, W)`` uint8/float tensor, exposing ``targets``
-    (list of int labels) and ``num_classes``.
+    A map-style dataset whose items are ``(image, label)`` with a PIL image or a
+    ``(C, H, W)`` uint8/float tensor. Every source of a split receives that split's
+    ``SOURCE_PARAMS``.
     """,
+    context=[
+        ("split", '"train" or "val"'),
+        ("data_path", "config.DATA.<split>.DATA_PATHS entry ('' for the catalog's path); overrides the catalog"),
+        ("dataset_name", "config.DATA.<split>.DATASET_NAMES entry: a name in the dataset catalog"),
+        ("skip_corrupt", "config.DATA.SKIP_CORRUPT: skip unreadable images instead of stopping"),
+    ],
+    returns=Returns("items are (image, label); targets is the list of int labels", base="torch.utils.data.Dataset",
+                    attributes=("__len__", "targets", "num_classes")),
 )
+
+
+def _callable(obj):
+    return None if callable(obj) else f"the {type(obj).__qualname__} it returned is not callable"
+
+
 TRANSFORMS = Registry(
     "transform",
     """Image transforms producing views (``ssl_ext/data/transforms``).
 
-    A callable taking one image and returning a list of view tensors
-    ``(C, h, w)`` (one per view; SSL transforms return several).
+    Augmentation draws use torch's global generator, which the data loader seeds
+    per item from (seed, epoch, index).
     """,
+    returns=Returns("a callable taking one image and returning a list of view tensors (C, h, w)", check=_callable),
 )
 PRIORS = Registry(
     "prior",
     """Cluster-size priors for PMSN (``ssl_ext/losses/priors``).
 
-    Built with ``build_prior(spec, num_prototypes=K)``; returns a float tensor of
-    shape ``(K,)``, positive, summing to 1, sorted in descending order.
+    ``ssl_ext.losses.priors.build_checked_prior`` also checks the values: positive,
+    summing to 1, sorted in descending order.
     """,
+    context=[("num_prototypes", "K, the number of prototypes of the loss using the prior")],
+    returns=Returns("K cluster-size probabilities (a tensor, array or list of shape (K,))", attributes=("__len__",)),
 )
 OPTIMIZERS = Registry(
     "optimizer",
     """Optimizers (``ssl_ext/engine/optimizers``).
 
-    Built with ``build_optimizer(spec, param_groups=[...])``; a
-    ``torch.optim.Optimizer`` over the given parameter groups (each group carries
-    its own ``weight_decay``; ``lr`` is set by the schedule every step).
+    Each parameter group carries its own ``weight_decay`` (the weight-decay policy is
+    ``ssl_ext.engine.optimizers.param_groups``); ``lr`` is set by the schedule every step.
     """,
+    context=[("params", "the parameter groups, a list of dicts with 'params' and 'weight_decay'")],
+    returns=Returns("optimizes the given parameter groups", base="torch.optim.Optimizer"),
 )
+
+
+def _engine_result(obj):
+    return None if isinstance(obj, dict) else f"it returned a {type(obj).__qualname__}, not a dict"
+
+
 ENGINES = Registry(
     "engine",
-    """Top-level jobs chosen by ``config.ENGINE_NAME`` (``ssl_ext/engine``).
+    """Top-level jobs chosen by ``config.ENGINE_NAME`` (``ssl_ext/engine``, ``ssl_ext/benchmarks``).
 
-    A callable ``engine(cfg)`` run once per process (after distributed set-up),
-    returning a JSON-serializable dict of results (or ``None``).
+    A function run once per process (after distributed set-up): building it with
+    ``build_engine(name, cfg=cfg)`` runs the job.
     """,
+    context=[("cfg", "the composed, validated config")],
+    returns=Returns("a JSON-serializable dict of results", allow_none=True, check=_engine_result),
 )
 
 ALL_REGISTRIES = {
@@ -153,7 +196,7 @@ build_optimizer = OPTIMIZERS.build
 build_engine = ENGINES.build
 
 __all__ = [
-    "Registry", "RegistryError", "UnknownNameError", "DuplicateNameError", "PluginParamsError", "build", "spec_name_and_params",
+    "Registry", "ContextArg", "Returns", "PluginContractError", "RegistryError", "UnknownNameError", "DuplicateNameError", "PluginParamsError", "build", "spec_name_and_params",
     "load_plugins", "load_entry_point_plugins", "ensure_builtin_plugins", "ALL_REGISTRIES",
     "LOSSES", "HEADS", "TRUNKS", "SAMPLERS", "HOOKS", "DATA_SOURCES", "TRANSFORMS", "PRIORS", "OPTIMIZERS", "ENGINES",
     "register_loss", "register_head", "register_trunk", "register_sampler", "register_hook",

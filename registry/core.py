@@ -5,15 +5,17 @@ import difflib
 import inspect
 import os
 import sys
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from fvcore.common.registry import Registry as _FvcoreRegistry
 
+from registry.contract import ContextArg, ContextSpec, PluginContractError, Returns, context_args, contract_docstring
 from registry.discovery import ensure_builtin_plugins
 from registry.errors import DuplicateNameError, PluginParamsError, RegistryError, UnknownNameError
 
 __all__ = [
-    "Registry", "RegistryError", "DuplicateNameError", "UnknownNameError", "PluginParamsError",
+    "Registry", "RegistryError", "DuplicateNameError", "UnknownNameError", "PluginParamsError", "PluginContractError",
+    "ContextArg", "Returns",
     "build", "check_params_against", "closest_match", "plugin_signature", "spec_name_and_params",
 ]
 
@@ -63,21 +65,42 @@ def spec_name_and_params(spec: Any) -> Tuple[str, Dict[str, Any]]:
 
 
 class Registry(_FvcoreRegistry):
-    """A named registry of plugins of one kind.
+    """A named registry of plugins of one kind, holding the kind's plugin contract.
 
     Differences from fvcore's: plugins are registered under an explicit name;
     duplicate names fail naming both registration sites; unknown names fail
     listing the registered names and the closest match; ``build`` creates a
     plugin from a ``{NAME, PARAMS}`` spec after checking PARAMS against the
-    plugin's signature.
+    plugin's signature, passes exactly the declared build ``context`` and checks
+    the result against ``returns``.
+
+    Args:
+        kind: the plugin kind in words (``"loss"``, ``"data source"``); names the
+            ``register_<kind>``/``build_<kind>`` functions and the error messages.
+        doc: what plugins of this kind are for; the plugin-contract section is
+            appended to it from ``context`` and ``returns``.
+        context: the keyword arguments the framework passes at build time, as
+            ``(name, meaning)`` pairs or :class:`ContextArg`.
+        returns: what a built plugin must be (:class:`Returns`), checked by ``build``.
     """
 
-    def __init__(self, kind: str, doc: str = "") -> None:
+    def __init__(self, kind: str, doc: str = "", context: Sequence[ContextSpec] = (), returns: Optional[Returns] = None) -> None:
         super().__init__(kind.upper().replace(" ", "_"))
         self.kind = kind
         self.plural = kind + ("es" if kind.endswith("s") else "s")
-        self.__doc__ = doc
+        self.context: Tuple[ContextArg, ...] = context_args(context)
+        self.returns = returns
+        self.__doc__ = f"{inspect.cleandoc(doc)}\n\n{self.contract_doc()}" if doc else self.contract_doc()
         self._sites: Dict[str, str] = {}
+
+    @property
+    def context_names(self) -> Tuple[str, ...]:
+        """Names of the build-context arguments, in declaration order."""
+        return tuple(a.name for a in self.context)
+
+    def contract_doc(self) -> str:
+        """The plugin-contract section of this registry's docstring (written from the declaration)."""
+        return contract_docstring(self.kind, self.context, self.returns)
 
     # ----------------------------------------------------------- registration
     def _do_register(self, name: str, obj: Any, site: Optional[str] = None) -> None:
@@ -142,20 +165,50 @@ class Registry(_FvcoreRegistry):
             )
         return obj
 
+    def remove(self, name: str) -> Any:
+        """Unregister ``name`` and return its plugin (for tests and interactive sessions that re-register)."""
+        self._sites.pop(name, None)
+        return self._obj_map.pop(name)
+
     def site(self, name: str) -> str:
         return self._sites.get(name, "<unknown>")
 
     # ---------------------------------------------------------------- building
-    def check_params(self, name: str, params: Mapping[str, Any], context: Mapping[str, Any] = ()) -> None:
-        """Check ``params`` against the plugin's signature; raise naming the bad key."""
+    def check_params(self, name: str, params: Mapping[str, Any], context: Optional[Mapping[str, Any]] = None) -> None:
+        """Check ``params`` against the plugin's signature; raise naming the bad key.
+
+        ``context`` defaults to the declared build context (names the framework sets).
+        """
+        if context is None:
+            context = dict.fromkeys(self.context_names)
         check_params_against(self.get(name), f"{self.kind} {name!r}", params, context)
 
+    def check_context(self, context: Mapping[str, Any]) -> None:
+        """Raise unless ``context`` names exactly the declared build-context arguments."""
+        given, declared = set(context), set(self.context_names)
+        if given != declared:
+            raise PluginContractError(
+                f"build_{self.kind.replace(' ', '_')} was called with context {sorted(given)}, but the {self.kind} "
+                f"registry declares {sorted(declared)}; pass exactly the declared arguments."
+            )
+
+    def check_returned(self, name: str, obj: Any) -> Any:
+        """Return ``obj`` if it keeps the kind's contract, else raise naming the plugin and its site."""
+        problem = self.returns.problem(obj) if self.returns is not None else None
+        if problem:
+            raise PluginContractError(
+                f"{self.kind} {name!r} (registered at {self.site(name)}) broke the {self.kind} contract: {problem}. "
+                f"A {self.kind} must return {self.returns.describe()}"
+            )
+        return obj
+
     def build(self, spec: Any, **context: Any) -> Any:
-        """Create a plugin from a spec (``name`` or ``{NAME, PARAMS}``) plus build-time context."""
+        """Create a plugin from a spec (``name`` or ``{NAME, PARAMS}``) plus the declared build context."""
+        self.check_context(context)
         name, params = spec_name_and_params(spec)
         obj = self.get(name)
         self.check_params(name, params, context)
-        return build(obj, params, context)
+        return self.check_returned(name, build(obj, params, context))
 
 
 def _signature_target(obj: Any) -> Callable:

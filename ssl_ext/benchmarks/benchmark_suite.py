@@ -80,7 +80,7 @@ def benchmark_suite_engine(cfg: DictConfig) -> Dict[str, Any]:
         sub = OmegaConf.create(container)
         engine_name = str(sub.config.ENGINE_NAME)
         logger.info("benchmark_suite: running %s (%s, engine %s)", entry["NAME"], entry["CONFIG"], engine_name)
-        result = registry.ENGINES.get(engine_name)(sub) or {}
+        result = registry.build_engine(engine_name, cfg=sub) or {}
         results[entry["NAME"]] = {"config": entry["CONFIG"], "engine": engine_name, "files": result.get("files")}
         rows += [{"benchmark": entry["NAME"], "engine": engine_name, **row} for row in result.get("rows", [])]
     summary = {

@@ -27,13 +27,6 @@ PLUGIN_SECTIONS = {
     "config.DATA.VAL.TRANSFORM": "transform",
     "config.DATA.TRAIN.SAMPLER": "sampler",
 }
-# Context arguments the framework passes at build time (not settable under PARAMS).
-BUILD_CONTEXT = {
-    "head": {"in_dim"},
-    "optimizer": {"params"},
-    "sampler": {"dataset", "batch_size", "rank", "world_size", "seed", "drop_last"},
-    "data source": {"split", "data_path", "dataset_name", "skip_corrupt"},
-}
 
 
 def schema() -> DictConfig:
@@ -156,7 +149,7 @@ def _check_plugin(kind: str, spec: Any, where: str) -> None:
     try:
         name, params = spec_name_and_params(spec)
         reg = registry.ALL_REGISTRIES[kind]
-        reg.check_params(name, params, context={k: None for k in BUILD_CONTEXT.get(kind, ())})
+        reg.check_params(name, params)  # the registry knows which names its build context sets
     except RegistryError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 

@@ -10,7 +10,7 @@ class SSLHook(ClassyHook):
     Events, in order: on_start -> (on_phase_start -> (on_forward -> on_backward ->
     on_update -> on_step)* -> on_phase_end)* -> on_end. ``on_update`` runs after
     an optimizer step; ``on_step`` after every step (also accumulation steps).
-    Each receives the running ``ssl_ext.engine.task.Task``.
+    Each receives the running ``ssl_ext.engine.trainer.Task``.
     """
 
     def on_start(self, task) -> None:

@@ -57,8 +57,7 @@ def run_worker(cfg: DictConfig, rank: int = 0, world_size: int = 1, local_rank: 
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend=backend_for(cfg), init_method=init_method, rank=rank, world_size=world_size)
     try:
-        engine = registry.ENGINES.get(str(cfg.config.ENGINE_NAME))
-        return engine(cfg)
+        return registry.build_engine(str(cfg.config.ENGINE_NAME), cfg=cfg)
     finally:
         if world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from registry import HEADS, build_head
+from registry import HEADS, PluginContractError, build_head
 from tiny_model_specs import tiny_head_spec
 
 HEAD_NAMES = HEADS.names()
@@ -42,7 +42,7 @@ def test_head_same_seed_same_output(name):
 
 @pytest.mark.parametrize("name", HEAD_NAMES)
 def test_head_requires_in_dim_context(name):
-    with pytest.raises(ValueError, match="in_dim"):
+    with pytest.raises(PluginContractError, match="in_dim"):
         build_head(tiny_head_spec(name))
 
 

@@ -9,6 +9,7 @@ import pytest
 
 import registry
 from registry import DuplicateNameError, Registry, RegistryError, UnknownNameError
+from registry import PluginContractError, Returns
 from registry.core import PluginParamsError
 
 # The extension points issue 3 asks for, by the kind name each registry reports.
@@ -167,20 +168,38 @@ def test_build_rejects_a_misspelled_param_naming_the_closest_one():
     assert isinstance(info.value, ValueError)
 
 
-def test_build_reports_a_missing_required_param_and_passes_context():
-    shapes = Registry("shape", "Test shapes.")
+def test_build_reports_a_missing_required_param_and_passes_exactly_the_declared_context():
+    shapes = Registry("shape", "Test shapes.", context=[("width", "the width the framework decides")])
 
     @shapes.decorator()("box")
     class Box:
         """A box."""
 
-        def __init__(self, width: int, height: int = 1, scale: float = 1.0):
+        def __init__(self, width: int, height: int, scale: float = 1.0):
             self.width, self.height, self.scale = width, height, scale
 
-    with pytest.raises(PluginParamsError, match="needs a value for 'width'"):
-        shapes.build({"NAME": "box", "PARAMS": {"height": 2}})
+    with pytest.raises(PluginParamsError, match="needs a value for 'height'"):
+        shapes.build({"NAME": "box", "PARAMS": {"scale": 2.0}}, width=5)
     box = shapes.build({"NAME": "box", "PARAMS": {"height": 2}}, width=5)
     assert (box.width, box.height, box.scale) == (5, 2, 1.0)
+    # A call site that forgets (or adds) a context argument is a framework bug, named as such.
+    with pytest.raises(PluginContractError, match=r"build_shape was called with context \[\], but the shape registry declares \['width'\]"):
+        shapes.build({"NAME": "box", "PARAMS": {"height": 2}})
+    with pytest.raises(PluginContractError, match="declares"):
+        shapes.build({"NAME": "box", "PARAMS": {"height": 2}}, width=5, depth=1)
+
+
+def test_build_checks_what_the_plugin_returns():
+    shapes = Registry("shape", "Test shapes.", returns=Returns("a sized thing", base="builtins.list", attributes=("__len__",)))
+    shapes.register(lambda: [1, 2], name="good")
+    shapes.register(lambda: (1, 2), name="tuple")
+    assert shapes.build("good") == [1, 2]
+    with pytest.raises(PluginContractError) as err:
+        shapes.build("tuple")
+    message = str(err.value)
+    assert "shape 'tuple' (registered at" in message
+    assert "it returned a builtins.tuple, not a builtins.list" in message
+    assert "A shape must return a ``builtins.list`` with ``__len__``: a sized thing" in message
 
 
 def test_params_cannot_set_what_the_framework_passes_at_build_time():

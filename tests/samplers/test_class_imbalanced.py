@@ -121,7 +121,7 @@ def test_inaturalist_scale_8142_classes_k8():
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*too frequent")  # no class needs capping
         sampler = build_sampler({"NAME": "class_imbalanced", "PARAMS": {"classes_per_batch": 8}}, dataset=dataset,
-                                batch_size=512, rank=3, world_size=8, seed=0)
+                                batch_size=512, rank=3, world_size=8, seed=0, drop_last=True)
     assert len(sampler) == (total // 4096) * 512
     sequence = sampler._global_sequence(0).reshape(-1, 4096)
     labels = dataset.targets[sequence]
@@ -148,4 +148,4 @@ def test_inaturalist_scale_8142_classes_k8():
 def test_impossible_configurations_fail(params, batch_size, world_size, match):
     with pytest.raises(ValueError, match=match):
         build_sampler({"NAME": "class_imbalanced", "PARAMS": params}, dataset=DATASET, batch_size=batch_size, rank=0,
-                      world_size=world_size, seed=0)
+                      world_size=world_size, seed=0, drop_last=True)

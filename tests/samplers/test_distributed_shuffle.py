@@ -15,8 +15,8 @@ class Labels:
 
 def samplers(n, batch_size, world_size, seed=0, drop_last=True):
     return [
-        build_sampler({"NAME": "distributed_shuffle", "PARAMS": {"drop_last": drop_last}}, dataset=Labels(n),
-                      batch_size=batch_size, rank=r, world_size=world_size, seed=seed)
+        build_sampler({"NAME": "distributed_shuffle"}, dataset=Labels(n),
+                      batch_size=batch_size, rank=r, world_size=world_size, seed=seed, drop_last=drop_last)
         for r in range(world_size)
     ]
 

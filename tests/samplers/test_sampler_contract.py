@@ -4,17 +4,19 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from registry import SAMPLERS, build_sampler
+from registry import build_sampler
 from sampler_testing import SAMPLER_NAMES, LabelsOnly, all_ranks, counts_to_labels, global_batches
 
 # Long-tailed labels: 12 classes, 8..180 images (sum 758), so the class-aware samplers must repeat tail images.
 LONG_TAIL = LabelsOnly(counts_to_labels([180, 150, 110, 80, 60, 45, 35, 30, 25, 20, 15, 8]))
-PARAMS = {"distributed_shuffle": {}, "class_imbalanced": {"classes_per_batch": 4}, "class_balanced": {},
-          "power_law_class": {"alpha": 0.8}}
+# PARAMS for the samplers whose defaults do not suit this dataset or that have required parameters;
+# every other registered sampler is tested with its defaults.
+EXAMPLE_PARAMS = {"class_imbalanced": {"classes_per_batch": 4}, "power_law_class": {"alpha": 0.8}}
+PARAMS = {name: EXAMPLE_PARAMS.get(name, {}) for name in SAMPLER_NAMES}
 
 
-def test_all_samplers_are_registered():
-    assert set(SAMPLER_NAMES) <= set(SAMPLERS.names())
+def test_the_built_in_samplers_are_among_the_tested_ones():
+    assert {"distributed_shuffle", "class_imbalanced", "class_balanced", "power_law_class"} <= set(SAMPLER_NAMES)
 
 
 @pytest.mark.parametrize("name", SAMPLER_NAMES)
@@ -106,7 +108,7 @@ def test_load_state_dict_rejects_a_different_seed_or_position(name):
 @pytest.mark.parametrize("name", SAMPLER_NAMES)
 @pytest.mark.parametrize("bad", [{"batch_size": 0}, {"rank": 2}, {"world_size": 0}])
 def test_bad_common_arguments_fail_naming_them(name, bad):
-    context = {"dataset": LONG_TAIL, "batch_size": 8, "rank": 0, "world_size": 2, "seed": 0, **bad}
+    context = {"dataset": LONG_TAIL, "batch_size": 8, "rank": 0, "world_size": 2, "seed": 0, "drop_last": True, **bad}
     with pytest.raises(ValueError, match=next(iter(bad))):
         build_sampler({"NAME": name, "PARAMS": PARAMS[name]}, **context)
 
@@ -118,4 +120,5 @@ def test_class_samplers_need_targets(name):
             return 100
 
     with pytest.raises(ValueError, match="targets"):
-        build_sampler({"NAME": name, "PARAMS": PARAMS[name]}, dataset=Unlabelled(), batch_size=8, rank=0, world_size=1, seed=0)
+        build_sampler({"NAME": name, "PARAMS": PARAMS[name]}, dataset=Unlabelled(), batch_size=8, rank=0, world_size=1, seed=0,
+                      drop_last=True)
