@@ -25,6 +25,7 @@ setup(
         "matplotlib",
         "tensorboard",
         "timm>=1.0",
+        "kornia>=0.7",  # batched per-sample augmentation (config.DATA.TRAIN.AUGMENT_ON=device)
         "pillow",
     ],
     extras_require={

@@ -2,6 +2,10 @@
 
 ``load_image`` decodes one file fully (PIL is lazy: a truncated JPEG only fails
 when its pixels are read) and raises ``CorruptImageError`` naming the file.
+``load_image_tensor`` returns a uint8 ``(C, H, W)`` tensor instead, decoding JPEGs
+with ``torchvision.io.decode_jpeg`` (libjpeg-turbo, faster than PIL; it also
+rejects truncated files) and every other format with PIL; its failures are the
+same ``CorruptImageError``.
 ``find_unreadable`` checks many files up front, in threads, for sources built
 with ``skip_corrupt``: those files are dropped from the dataset before any
 sampler sees it, so batches stay full and indices stay stable, and the dataset
@@ -80,3 +84,35 @@ def report_skipped(owner: str, skipped: List[Tuple[int, str, str]], total: int) 
     more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
     logger.warning("%s: skipped %d of %d unreadable images (config.DATA.SKIP_CORRUPT=true): %s%s",
                    owner, len(skipped), total, shown, more)
+
+
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def load_image_tensor(path: str, mode: str = "RGB"):
+    """Decode ``path`` into a uint8 ``(C, H, W)`` tensor in ``mode``, or raise ``CorruptImageError``.
+
+    JPEGs go through ``torchvision.io.decode_jpeg`` (``L`` then reads the JPEG's own
+    luma plane, within a few levels of PIL's RGB->L); other formats, and JPEGs it
+    cannot return in ``mode``, through ``load_image``.
+    """
+    import torch
+    from torchvision.io import ImageReadMode, decode_jpeg
+    from torchvision.transforms.v2.functional import pil_to_tensor
+
+    try:
+        with path_manager.open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise CorruptImageError(path, f"{type(exc).__name__}: {exc}") from exc
+    if data[:3] == _JPEG_MAGIC:
+        read_mode = {"RGB": ImageReadMode.RGB, "L": ImageReadMode.GRAY, "keep": ImageReadMode.UNCHANGED}[mode]
+        try:
+            image = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=read_mode)
+        except RuntimeError as exc:
+            if "unsupported" not in str(exc).lower():
+                raise CorruptImageError(path, f"{type(exc).__name__}: {exc}") from exc
+        else:
+            if image.shape[0] in (1, 3):
+                return image
+    return pil_to_tensor(load_image(path, mode))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import List, Sequence, Tuple
 
-from ssl_ext.data.image_loading import IMAGE_MODES, find_unreadable, load_image, report_skipped
+from ssl_ext.data.image_loading import IMAGE_MODES, find_unreadable, load_image, load_image_tensor, report_skipped
 from ssl_ext.data.sources.base import LabelledSource
 
 
@@ -16,6 +16,9 @@ class ImageFileSource(LabelledSource):
     """
 
     owner = "image file source"
+    # True: items are uint8 (C, H, W) tensors decoded by torchvision (JPEG) instead of PIL images; set by the
+    # batched augmentation path (ssl_ext.data.batched.decode_to_tensors), whose loader only decodes.
+    decode_to_tensor = False
 
     def _set_samples(self, samples: Sequence[Tuple[str, int]], num_classes: int, image_mode: str,
                      skip_corrupt: bool, scan_workers: int) -> None:
@@ -42,4 +45,5 @@ class ImageFileSource(LabelledSource):
 
     def __getitem__(self, index: int):
         path, label = self.samples[index]
-        return load_image(path, self.image_mode), label
+        load = load_image_tensor if self.decode_to_tensor else load_image
+        return load(path, self.image_mode), label
