@@ -202,3 +202,15 @@ def check_pmsn_run(run, labels, batch):
         assert (data_idx == data_idx[0]).all() and (target == target[0]).all()
         assert torch.equal(target[0], torch.as_tensor(labels[data_idx[0].numpy()]))
         assert len(target[0].unique()) <= 2
+
+
+def test_view_layouts_and_config_errors_in_a_vissl_process(vissl_install):
+    """checks_in_vissl_process.py: layouts (view-major, image-major, per crop), pairing, error messages."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(vissl_install), str(REPO)]), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", str(Path(__file__).with_name("checks_in_vissl_process.py")),
+         "-q", "-p", "no:cacheprovider", "-W", "ignore::UserWarning"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert "8 passed" in result.stdout

@@ -1,0 +1,72 @@
+"""Checks of ssl_ext.integrations.vissl that need VISSL imported but no training run.
+
+Not collected by the suite's pytest (its name does not start with ``test_``): test_vissl.py
+runs it with a second pytest in a subprocess whose PYTHONPATH starts with the isolated VISSL
+install, because VISSL's bundled classy_vision must not enter the suite's own process.
+"""
+import pytest
+import torch
+
+from ssl_ext.integrations.vissl import SSLExtLoss, infer_view_layout, ssl_ext_hooks
+from ssl_ext.losses.simclr import nt_xent
+from vissl.config import AttrDict
+
+
+def test_view_major_stack_of_vissls_simclr_collator():
+    layout = infer_view_layout(torch.zeros(6, 3), [torch.tensor([5, 7, 9, 5, 7, 9])])
+    assert layout.order == "view-major" and [r.tolist() for r in layout.rows] == [[0, 1, 2], [3, 4, 5]]
+
+
+def test_image_major_stack_is_recognised_and_paired_by_image():
+    layout = infer_view_layout(torch.zeros(6, 3), torch.tensor([5, 5, 7, 7, 9, 9]))
+    assert layout.order == "image-major" and [r.tolist() for r in layout.rows] == [[0, 2, 4], [1, 3, 5]]
+
+
+def test_one_tensor_per_crop_of_different_resolutions():
+    crops = [torch.zeros(2, 3, 32, 32), torch.zeros(2, 3, 32, 32), torch.zeros(2, 3, 16, 16)]
+    layout = infer_view_layout(crops, [torch.tensor([4, 8, 4, 8, 4, 8])])
+    assert layout.per_crop_inputs and layout.num_views == 3
+    assert [x.shape[-1] for x in layout.inputs_of(crops, [2, 0])] == [16, 32]
+
+
+def test_crops_holding_different_images_are_refused():
+    crops = [torch.zeros(2, 3, 8, 8), torch.zeros(2, 3, 8, 8)]
+    with pytest.raises(ValueError, match="same images in the same order"):
+        infer_view_layout(crops, torch.tensor([4, 8, 8, 4]))
+
+
+def test_repeated_image_needs_num_views_and_then_works():
+    data_idx = torch.tensor([1, 1, 2, 1, 1, 2])  # image 1 drawn twice, two views, view-major
+    with pytest.raises(ValueError, match="NUM_VIEWS"):
+        infer_view_layout(torch.zeros(6, 3), data_idx)
+    assert infer_view_layout(torch.zeros(6, 3), data_idx, num_views=2).order == "view-major"
+
+
+def test_wrapped_loss_pairs_image_major_rows_like_nt_xent_on_the_views():
+    torch.manual_seed(0)
+    loss = SSLExtLoss.from_config({"name": "ssl_ext_loss", "NAME": "simclr_loss", "PARAMS": {"temperature": 0.5}})
+    view_a, view_b = torch.randn(4, 8, dtype=torch.float64), torch.randn(4, 8, dtype=torch.float64)
+    interleaved = torch.stack([view_a, view_b], dim=1).reshape(8, 8)  # image-major: a0 b0 a1 b1 ...
+    loss.prepare_batch({"input": torch.zeros(8, 3), "data_idx": [torch.arange(4).repeat_interleave(2)]})
+    value = loss(interleaved, torch.zeros(8))
+    assert value.item() == pytest.approx(nt_xent(view_a, view_b, 0.5).item(), rel=1e-12)
+    assert loss.last_terms == {"loss": pytest.approx(value.item())}
+
+
+def test_loss_without_the_launchers_hooks_says_how_to_launch():
+    loss = SSLExtLoss.from_config({"NAME": "simclr_loss"})
+    with pytest.raises(RuntimeError, match="ssl_ext.integrations.vissl.run_distributed_engines"):
+        loss(torch.zeros(4, 8), torch.zeros(4))
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ValueError, match=r"unknown keys \['TEMPERATURE'\]"):
+        SSLExtLoss.from_config({"NAME": "simclr_loss", "TEMPERATURE": 0.1})
+    with pytest.raises(ValueError, match="NAME is missing"):
+        SSLExtLoss.from_config({"PARAMS": {}})
+    with pytest.raises(ValueError, match="STUDENT_VIEWS"):
+        SSLExtLoss.from_config({"NAME": "simclr_loss", "STUDENT_VIEWS": ["0"]})
+    cfg = AttrDict({"LOSS": {"name": "ssl_ext_loss", "ssl_ext_loss": {"NAME": "pmsn_loss"}},
+                    "TRAINER": {"TASK_NAME": "self_supervision_task"}})
+    with pytest.raises(ValueError, match="TASK_NAME=ssl_ext_task"):
+        ssl_ext_hooks(cfg)
