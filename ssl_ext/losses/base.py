@@ -45,6 +45,7 @@ class SSLLoss(ClassyLoss):
         student_views: Optional[Sequence[int]] = None,
         teacher_views: Optional[Sequence[int]] = None,
         batch: Optional[Mapping[str, Any]] = None,
+        extras: Optional[Mapping[str, Any]] = None,
     ) -> Dict[str, torch.Tensor]:
         """Run the loss on plain tensors, without the trainer; returns its dict of terms.
 
@@ -53,7 +54,9 @@ class SSLLoss(ClassyLoss):
         EMA target network, for the losses that use one. ``student_views`` /
         ``teacher_views`` are the views' indices in the batch (default ``0, 1, ...``);
         losses that pair student and teacher views (BYOL, leave-one-out centroid) match
-        them by index. Each registered loss's docstring shows an example.
+        them by index. ``batch`` is the step's batch dict and ``extras`` the model's extra
+        outputs (``ModelOutput.extras``, e.g. a patch mask), for the losses that read them.
+        Each registered loss's docstring shows an example.
         """
         from ssl_ext.engine.output import ModelOutput  # a dataclass module; the engine package is not imported
 
@@ -64,6 +67,7 @@ class SSLLoss(ClassyLoss):
             teacher=teacher,
             student_views=list(range(len(student))) if student_views is None else list(student_views),
             teacher_views=[] if teacher is None else list(range(len(teacher)) if teacher_views is None else teacher_views),
+            extras=dict(extras or {}),
         )
         terms = self(output, dict(batch or {}))
         return terms if isinstance(terms, dict) else {"loss": terms}
