@@ -63,7 +63,7 @@ def base_config(**data_train):
 def run_vissl(run_dir: Path, config: dict, vissl_dir: Path) -> list:
     """Run VISSL's train engine on ``config`` in ``run_dir``; one record per rank, with VISSL's logged losses."""
     config_dir = run_dir / "configs" / "config" / "ssl_ext_test"  # VISSL's launcher searches ./configs
-    config_dir.mkdir(parents=True)
+    config_dir.mkdir(parents=True, exist_ok=True)
     (config_dir / "run.yaml").write_text("# @package _global_\n" + yaml.safe_dump({"config": config}))
     record_path = run_dir / "record"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(vissl_dir), str(REPO)]), "OMP_NUM_THREADS": "1"}
@@ -153,9 +153,13 @@ def test_pmsn_in_vissl_trains_prototypes_follows_ema_teacher_and_class_imbalance
         "STUDENT_VIEWS": [1, 2, 3], "TEACHER_VIEWS": [0],
         "EMA_TEACHER": {"ENABLED": True, "MOMENTUM_START": 0.9, "MOMENTUM_END": 1.0},
     }}
+    if ranks == 1:
+        config["CHECKPOINT"].update({"CHECKPOINT_ITER_FREQUENCY": 2, "AUTO_RESUME": True})
     runs = run_vissl(tmp_path / "run", config, vissl_install)
     for run in runs:
         check_pmsn_run(run, labels, batch=8 // ranks)
+    if ranks == 1:
+        check_resume_from_iteration_2(tmp_path / "run", config, vissl_install, runs[0])
     # Ranks stay in lockstep: DDP averaged the prototypes' gradients through the model, and every
     # rank's teacher started from rank 0's student.
     for other in runs[1:]:
@@ -213,4 +217,27 @@ def test_view_layouts_and_config_errors_in_a_vissl_process(vissl_install):
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
-    assert "8 passed" in result.stdout
+    assert " passed" in result.stdout and "no tests ran" not in result.stdout
+
+
+def check_resume_from_iteration_2(run_dir: Path, config: dict, vissl_install: Path, first: dict):
+    """VISSL resumes from its iteration-2 checkpoint: model, prototypes and teacher come back (the latter two
+    from the loss state), and the ssl_ext sampler continues at the third batch. (VISSL does not restore its
+    augmentation RNG, so the resumed step's crops, hence its loss, differ from the uninterrupted run's.)"""
+    checkpoints = run_dir / "checkpoints"
+    assert (checkpoints / "model_iteration2.torch").exists()
+    for name in ("model_final_checkpoint_phase0.torch", "checkpoint.torch"):
+        (checkpoints / name).unlink()
+    (resumed,) = run_vissl(run_dir, config, vissl_install)
+    assert [step["iteration"] for step in resumed["steps"]] == [2]
+    saved = first["steps"][1]
+    torch.testing.assert_close(resumed["loss_parameters_start"]["prototypes"], saved["loss_parameters"]["prototypes"],
+                               rtol=0, atol=0)
+    for name, value in saved["student"].items():
+        torch.testing.assert_close(resumed["student_start"][name], value, rtol=0, atol=0)
+    assert torch.equal(resumed["steps"][0]["data_idx"], first["steps"][2]["data_idx"])
+    # The teacher continued from the checkpoint (not re-copied from the student): same EMA as without the stop.
+    for name in saved["teacher"]:
+        momentum = 0.9 + 0.1 * 2 / 3
+        expected = momentum * saved["teacher"][name] + (1 - momentum) * resumed["steps"][0]["student"][name]
+        torch.testing.assert_close(resumed["steps"][0]["teacher"][name], expected, rtol=1e-5, atol=1e-6)
