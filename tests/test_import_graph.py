@@ -94,3 +94,14 @@ def test_the_graph_sees_lazy_and_relative_imports():
 def test_registry_and_ssl_ext_have_no_import_cycle():
     cycle = find_cycle(import_graph())
     assert not cycle, "import cycle: " + " -> ".join(cycle)
+
+
+def imports_of(prefix: str, graph: Dict[str, Set[str]]) -> Dict[str, Set[str]]:
+    return {m: targets for m, targets in graph.items() if m == prefix or m.startswith(prefix + ".")}
+
+
+def test_offline_analysis_imports_no_training_hook():
+    """Hooks use the analysis maths (prior_monitor), never the reverse."""
+    offending = {m: sorted(t for t in targets if t.startswith("ssl_ext.hooks"))
+                 for m, targets in imports_of("ssl_ext.analysis", import_graph()).items()}
+    assert {m: t for m, t in offending.items() if t} == {}

@@ -21,17 +21,20 @@ Fitting (both are reported; ``mle`` is the default headline):
   sample weighs the same, and ``tau`` is identifiable for any sizes; ``tau`` is
   capped at ``MAX_TAU`` when nearly all samples sit in the first cluster.
 * ``least_squares`` — ordinary least squares of ``log s_r`` on ``log r`` over the
-  non-empty clusters (the classic log-log plot fit, as the prior monitor hook does).
+  non-empty clusters (the classic log-log plot fit).
   Every cluster weighs the same, so the few-sample tail dominates, and empty clusters
   are dropped; kept for comparison with plots and earlier work.
 
 Sorting makes even sizes drawn from *uniform* clusters look like a weak power law
 (the largest of k multinomial counts exceeds N/k). ``uniform_null_exponents`` gives
 the ``tau`` that sampling noise alone produces, so a fitted exponent can be judged
-against it rather than against zero.
+against it rather than against zero; ``uniform_noise_floor`` is its 95th percentile.
+The prior-monitor training hook reports the same MLE ``tau`` and floor
+(``ssl_ext.analysis.prototype_usage.usage_statistics``).
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Dict, Optional
 
@@ -57,15 +60,18 @@ def sort_descending(sizes) -> np.ndarray:
 
 
 def power_law_distribution(num_clusters: int, tau: float) -> np.ndarray:
-    """``pi_r = r^(-tau) / sum_j j^(-tau)`` for ranks ``r = 1..num_clusters`` (the PMSN power-law prior)."""
+    """``pi_r = r^(-tau) / sum_j j^(-tau)`` for ranks ``r = 1..num_clusters``: PMSN's ``power_law`` prior itself.
+
+    One formula for the prior a PMSN run trains with and the curve its clusters are
+    compared with: this returns the registered prior's values (float64) as a numpy array.
+    """
+    from ssl_ext.losses.priors.power_law import power_law_prior
+
     if isinstance(num_clusters, bool) or not isinstance(num_clusters, (int, np.integer)) or num_clusters < 1:
         raise ValueError(f"power_law_distribution: num_clusters must be an int >= 1, got {num_clusters!r}")
-    if not math.isfinite(tau):
-        raise ValueError(f"power_law_distribution: tau must be finite, got {tau!r}")
-    log_weights = -tau * np.log(np.arange(1, num_clusters + 1, dtype=np.float64))
-    log_weights -= log_weights.max()
-    weights = np.exp(log_weights)
-    return weights / weights.sum()
+    if not (math.isfinite(tau) and tau >= 0):
+        raise ValueError(f"power_law_distribution: tau must be finite and >= 0, got {tau!r}")
+    return power_law_prior(int(num_clusters), float(tau)).numpy()
 
 
 def _mean_log_rank(num_clusters: int, tau: float) -> float:
@@ -91,10 +97,12 @@ def fit_exponent_mle(sizes) -> float:
 
 def fit_exponent_least_squares(sizes) -> float:
     """``tau`` of the least-squares line ``log s_r = c - tau log r`` over the non-empty clusters (NaN if < 2)."""
-    from ssl_ext.hooks.prior_monitor import fitted_power_law_exponent
-
     sorted_sizes = sort_descending(_check_sizes(sizes, "fit_exponent_least_squares"))
-    return fitted_power_law_exponent(sorted_sizes)
+    ranks = np.arange(1, sorted_sizes.size + 1, dtype=np.float64)
+    used = sorted_sizes > 0
+    if used.sum() < 2:
+        return float("nan")
+    return float(-np.polyfit(np.log(ranks[used]), np.log(sorted_sizes[used]), 1)[0])
 
 
 def fit_exponent(sizes, method: str = "mle") -> float:
@@ -118,6 +126,19 @@ def uniform_null_exponents(
     rng = np.random.default_rng(seed)
     counts = rng.multinomial(int(num_samples), np.full(num_clusters, 1.0 / num_clusters), size=draws)
     return np.array([fit_exponent(row, method) for row in counts])
+
+
+@functools.lru_cache(maxsize=64)
+def uniform_noise_floor(num_samples: int, num_clusters: int, draws: int = 100, seed: int = 0, quantile: float = 0.95) -> float:
+    """The ``quantile`` of the MLE ``tau`` that sorting alone gives ``num_samples`` uniform cluster draws.
+
+    A fitted exponent at or below this floor is indistinguishable from uniform clusters
+    at that sample size (see the module docstring). Deterministic in its arguments (own
+    generator, never the global one) and cached, so a training hook can ask every step.
+    """
+    if num_samples < 1 or num_clusters < 2:
+        raise ValueError(f"uniform_noise_floor: need num_samples >= 1 and num_clusters >= 2, got {num_samples}, {num_clusters}")
+    return float(np.quantile(uniform_null_exponents(num_samples, num_clusters, draws, seed, "mle"), quantile))
 
 
 def size_distribution_summary(

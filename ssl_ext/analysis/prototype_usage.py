@@ -11,25 +11,75 @@ except that the images are un-augmented and un-masked:
 * ``soft`` usage: p̄ = mean over images of the softmax assignment (what the regularizer constrains);
 * ``hard`` usage: how many images have each prototype as their most likely one (cluster sizes).
 
+The same module holds the statistics the ``prior_monitor`` training hook logs during
+training (:func:`usage_statistics`), so online and offline numbers come from one place.
+
 The prototypes live in the loss module, so they are read from the checkpoint's loss
 state (``"loss"`` entry of an ssl_ext training checkpoint; the parameter's name ends
 in ``prototypes``, also when MSN is the base of ``msbreg_loss``).
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
 from torch import nn
 
+from ssl_ext.analysis.power_law import fit_exponent_mle, kl_divergence, uniform_noise_floor
 from ssl_ext.utils.io import torch_load
+
+
+def find_prototype_loss(loss: Any) -> Optional[nn.Module]:
+    """The (sub)module of ``loss`` exposing ``last_mean_probs`` and ``prior`` (MSN/PMSN, or an MSBReg base), or None."""
+    modules = loss.modules() if hasattr(loss, "modules") else [loss]
+    for module in modules:
+        if hasattr(module, "last_mean_probs") and getattr(module, "prior", None) is not None:
+            return module
+    return None
+
+
+def usage_statistics(
+    mean_probs: np.ndarray, prior: np.ndarray, usage_threshold: float, num_samples: Optional[int] = None
+) -> Dict[str, float]:
+    """Scalars comparing the sorted prototype usage p̄ with the prior π (both ``(K,)``, π sorted descending).
+
+    * ``prior/kl_sorted``: KL(sort(p̄) ‖ π), whether the *shape* of the usage matches the
+      prior, whichever prototypes hold which mass (the loss's own KL pairs prototype k with π_k);
+    * ``prior/entropy``, ``prior/perplexity`` of p̄ and ``prior/prior_entropy`` of π;
+    * ``prior/prototypes_in_use``: prototypes holding at least ``usage_threshold / K`` of the mass;
+    * ``prior/max_mass``: the largest prototype's share;
+    * ``prior/tau_mle``: the power-law exponent of sorted p̄, the maximum-likelihood estimator
+      of :func:`ssl_ext.analysis.power_law.fit_exponent_mle` (the same one the offline cluster
+      analysis reports as ``tau_mle``), and ``prior/prior_tau_mle`` of π;
+    * ``prior/tau_mle_uniform_floor`` (when ``num_samples`` is given): the exponent that sorting
+      alone gives ``num_samples`` draws from uniform clusters (95th percentile,
+      :func:`~ssl_ext.analysis.power_law.uniform_noise_floor`). A soft p̄ fluctuates less than
+      hard counts, so this floor is conservative: ``tau_mle`` above it is real structure.
+    """
+    k = mean_probs.size
+    sorted_probs = np.sort(np.asarray(mean_probs, dtype=np.float64))[::-1]
+    prior = np.asarray(prior, dtype=np.float64)
+    positive = sorted_probs[sorted_probs > 0]
+    entropy = float(-(positive * np.log(positive)).sum())
+    stats = {
+        "prior/kl_sorted": kl_divergence(sorted_probs, prior),
+        "prior/entropy": entropy,
+        "prior/prior_entropy": float(-(prior * np.log(prior)).sum()),
+        "prior/perplexity": math.exp(entropy),
+        "prior/prototypes_in_use": int((sorted_probs >= usage_threshold / k).sum()),
+        "prior/max_mass": float(sorted_probs[0]),
+        "prior/tau_mle": fit_exponent_mle(sorted_probs),
+        "prior/prior_tau_mle": fit_exponent_mle(prior),
+    }
+    if num_samples:
+        stats["prior/tau_mle_uniform_floor"] = uniform_noise_floor(int(num_samples), k)
+    return stats
 
 
 def prototype_module(loss: nn.Module) -> Optional[nn.Module]:
     """The (sub)module of ``loss`` that holds prototypes and a prior (MSN, PMSN, MSBReg over them), or None."""
-    from ssl_ext.hooks.prior_monitor import find_prototype_loss
-
     module = find_prototype_loss(loss)
     if module is None or not isinstance(getattr(module, "prototypes", None), torch.Tensor):
         return None

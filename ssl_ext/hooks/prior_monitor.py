@@ -9,58 +9,23 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
 from registry import register_hook
+from ssl_ext.analysis.prototype_usage import find_prototype_loss, usage_statistics
 from ssl_ext.hooks.base import SSLHook
 
 
-def fitted_power_law_exponent(sorted_probs: np.ndarray) -> float:
-    """tau of the least-squares fit log p_(k) = c − tau·log k over the ranks with p_(k) > 0."""
-    ranks = np.arange(1, sorted_probs.size + 1, dtype=np.float64)
-    used = sorted_probs > 0
-    if used.sum() < 2:
-        return float("nan")
-    slope = np.polyfit(np.log(ranks[used]), np.log(sorted_probs[used]), 1)[0]
-    return float(-slope)
-
-
-def usage_statistics(mean_probs: np.ndarray, prior: np.ndarray, usage_threshold: float) -> Dict[str, float]:
-    """Scalars comparing sorted p̄ with π (both ``(K,)``, π sorted descending).
-
-    ``kl_sorted`` is KL(sort(p̄) ‖ π): it measures whether the *shape* of the usage
-    matches the prior, whichever prototypes hold which mass (the loss's own KL pairs
-    prototype k with π_k). A prototype is *in use* when its mass is at least
-    ``usage_threshold / K``.
-    """
-    k = mean_probs.size
-    sorted_probs = np.sort(mean_probs)[::-1]
-    positive = sorted_probs > 0
-    entropy = float(-(sorted_probs[positive] * np.log(sorted_probs[positive])).sum())
-    kl = float((sorted_probs[positive] * (np.log(sorted_probs[positive]) - np.log(prior[positive]))).sum())
-    return {
-        "prior/kl_sorted": kl,
-        "prior/entropy": entropy,
-        "prior/prior_entropy": float(-(prior * np.log(prior)).sum()),
-        "prior/perplexity": math.exp(entropy),
-        "prior/prototypes_in_use": int((sorted_probs >= usage_threshold / k).sum()),
-        "prior/max_mass": float(sorted_probs[0]),
-        "prior/power_law_exponent": fitted_power_law_exponent(sorted_probs),
-        "prior/prior_power_law_exponent": fitted_power_law_exponent(prior),
-    }
-
-
-def find_prototype_loss(loss):
-    """The (sub)module of ``loss`` that exposes ``last_mean_probs`` and ``prior`` (MSN/PMSN, or an MSBReg base)."""
-    modules = loss.modules() if hasattr(loss, "modules") else [loss]
-    for module in modules:
-        if hasattr(module, "last_mean_probs") and getattr(module, "prior", None) is not None:
-            return module
-    return None
+def global_anchor_count(task: Any) -> Optional[int]:
+    """Rows of the last step's student outputs over all ranks: the samples p̄ averaged (None if unknown)."""
+    output = getattr(task, "last_output", None)
+    student = getattr(output, "student", None)
+    if not student:
+        return None
+    return int(sum(int(view.shape[0]) for view in student)) * int(getattr(task, "world_size", 1))
 
 
 @register_hook("prior_monitor")
@@ -68,12 +33,15 @@ class PriorMonitorHook(SSLHook):
     """Logs prototype usage against the prior and plots it at the end of the run.
 
     Every ``frequency`` optimizer updates (and after the first one) it sends to
-    ``task.log_metrics`` (metrics.jsonl, TensorBoard): ``prior/kl_sorted``,
+    ``task.log_metrics`` (metrics.jsonl, TensorBoard) the statistics of
+    :func:`ssl_ext.analysis.prototype_usage.usage_statistics`: ``prior/kl_sorted``,
     ``prior/entropy`` (of p̄), ``prior/perplexity``, ``prior/prototypes_in_use``,
-    ``prior/max_mass``, ``prior/power_law_exponent`` (fitted to sorted p̄) and the same
-    exponent fitted to the prior. At the end, rank 0 writes ``plot_name`` (sorted p̄
-    of up to ``max_curves`` logged steps and π, on log-log axes) and a JSON file of
-    the final sorted p̄ and π into ``task.run_dir``.
+    ``prior/max_mass``, ``prior/tau_mle`` (power-law exponent of sorted p̄, the estimator
+    the offline cluster analysis uses), ``prior/tau_mle_uniform_floor`` (what uniform
+    clusters of the same batch size give) and ``prior/prior_tau_mle``. At the end, rank 0
+    writes ``plot_name`` (sorted p̄ of up to ``max_curves`` logged steps and π, on log-log
+    axes) and a JSON file next to it: the final sorted p̄, π and statistics at the top
+    level, and under ``history`` every kept snapshot (iteration, sorted p̄, statistics).
 
     Requires a loss with prototypes (``msn_loss``, ``pmsn_loss``, or ``msbreg_loss``
     with one of them as base); add it with
@@ -101,6 +69,7 @@ class PriorMonitorHook(SSLHook):
         self.plot_name = plot_name
         self.max_curves = max_curves
         self.snapshots: List[Tuple[int, List[float]]] = []
+        self.num_samples: Optional[int] = None  # anchors p̄ averaged over (for the uniform floor)
         self.last_logged_iteration: Optional[int] = None
 
     # ---------------------------------------------------------------- events
@@ -130,7 +99,8 @@ class PriorMonitorHook(SSLHook):
             return
         mean_probs = module.last_mean_probs.detach().double().cpu().numpy()
         prior = module.prior.detach().double().cpu().numpy()
-        task.log_metrics(usage_statistics(mean_probs, prior, self.usage_threshold))
+        self.num_samples = global_anchor_count(task) or self.num_samples
+        task.log_metrics(usage_statistics(mean_probs, prior, self.usage_threshold, self.num_samples))
         self.snapshots.append((int(task.iteration), np.sort(mean_probs)[::-1].tolist()))
         if len(self.snapshots) > 2 * self.max_curves:  # bounded memory and checkpoint size on long runs
             self.snapshots = self.snapshots[:-1:2] + self.snapshots[-1:]
@@ -174,19 +144,19 @@ class PriorMonitorHook(SSLHook):
         fig.savefig(buffer, format="png", dpi=100)
         plt.close(fig)
         atomic_write_bytes(os.path.join(task.run_dir, self.plot_name), buffer.getvalue())
-        last_iteration, last_probs = self.snapshots[-1]
-        summary = {
-            "iteration": last_iteration,
-            "sorted_mean_probs": last_probs,
-            "prior": prior.tolist(),
-            **usage_statistics(np.asarray(last_probs), prior, self.usage_threshold),
-        }
+        history = [
+            {"iteration": iteration, "sorted_mean_probs": probs,
+             **usage_statistics(np.asarray(probs), prior, self.usage_threshold, self.num_samples)}
+            for iteration, probs in self.snapshots
+        ]
+        summary = {**history[-1], "prior": prior.tolist(), "num_samples": self.num_samples, "history": history}
         json_name = os.path.splitext(self.plot_name)[0] + ".json"
         atomic_write_text(os.path.join(task.run_dir, json_name), json.dumps(summary))
 
     # ------------------------------------------------------------- resumption
     def state_dict(self) -> dict:
-        return {"snapshots": [[it, probs] for it, probs in self.snapshots]}
+        return {"snapshots": [[it, probs] for it, probs in self.snapshots], "num_samples": self.num_samples}
 
     def load_state_dict(self, state: dict) -> None:
         self.snapshots = [(int(it), list(probs)) for it, probs in state.get("snapshots", [])]
+        self.num_samples = state.get("num_samples", self.num_samples)

@@ -13,12 +13,14 @@ import torch
 
 from registry import build_hook, build_loss
 from ssl_ext.engine.output import ModelOutput
-from ssl_ext.hooks.prior_monitor import fitted_power_law_exponent, usage_statistics
+from ssl_ext.analysis.power_law import fit_exponent_mle, uniform_noise_floor
+from ssl_ext.analysis.prototype_usage import usage_statistics
 
 
 def make_task(loss, run_dir):
     records = []
-    task = SimpleNamespace(loss=loss, iteration=0, rank=0, run_dir=str(run_dir), records=records)
+    task = SimpleNamespace(loss=loss, iteration=0, rank=0, world_size=1, run_dir=str(run_dir), records=records,
+                           last_output=None)
     task.log_metrics = lambda scalars: records.append({"iteration": task.iteration, **scalars})
     return task
 
@@ -30,7 +32,8 @@ def train_steps(task, hook, steps, seed=0):
     for _ in range(steps):
         student = [torch.randn(16, 8, generator=g) for _ in range(2)]
         teacher = [torch.randn(16, 8, generator=g)]
-        terms = task.loss(ModelOutput(student=student, teacher=teacher, student_views=[1, 2], teacher_views=[0]), {})
+        task.last_output = ModelOutput(student=student, teacher=teacher, student_views=[1, 2], teacher_views=[0])
+        terms = task.loss(task.last_output, {})
         optimizer.zero_grad()
         terms["loss"].backward()
         optimizer.step()
@@ -50,14 +53,19 @@ def test_statistics_by_hand():
     assert stats["prior/kl_sorted"] == pytest.approx(kl)
 
 
-def test_power_law_exponent_is_recovered():
+def test_power_law_exponent_is_the_analysis_estimator_with_its_uniform_floor():
     ranks = np.arange(1, 101, dtype=np.float64)
     probs = ranks**-0.7 / (ranks**-0.7).sum()
-    assert fitted_power_law_exponent(probs) == pytest.approx(0.7, abs=1e-9)
-    assert fitted_power_law_exponent(np.full(10, 0.1)) == pytest.approx(0.0, abs=1e-9)
-    stats = usage_statistics(probs[::-1].copy(), probs, 0.1)  # order of p̄ does not matter
+    stats = usage_statistics(probs[::-1].copy(), probs, 0.1, num_samples=400)  # order of p̄ does not matter
+    assert stats["prior/tau_mle"] == pytest.approx(0.7, abs=1e-8)
+    assert stats["prior/tau_mle"] == fit_exponent_mle(probs)
+    assert stats["prior/prior_tau_mle"] == pytest.approx(0.7, abs=1e-8)
+    assert stats["prior/tau_mle_uniform_floor"] == uniform_noise_floor(400, 100)
+    assert 0 < stats["prior/tau_mle_uniform_floor"] < 0.7  # 4 samples per cluster: sorting alone looks like a power law
     assert stats["prior/kl_sorted"] == pytest.approx(0.0, abs=1e-12)
     assert stats["prior/entropy"] == pytest.approx(stats["prior/prior_entropy"])
+    flat = usage_statistics(np.full(10, 0.1), np.full(10, 0.1), 0.1)
+    assert flat["prior/tau_mle"] == 0.0 and "prior/tau_mle_uniform_floor" not in flat
 
 
 def test_logs_at_frequency_and_plots_at_end(tmp_path):
@@ -72,10 +80,11 @@ def test_logs_at_frequency_and_plots_at_end(tmp_path):
 
     assert [r["iteration"] for r in task.records] == [1, 3, 6, 7]  # first update, every 3rd, the end
     last = task.records[-1]
-    expected = usage_statistics(loss.last_mean_probs.double().numpy(), loss.prior.numpy(), 0.1)
+    expected = usage_statistics(loss.last_mean_probs.double().numpy(), loss.prior.numpy(), 0.1, num_samples=32)
     for key, value in expected.items():
         assert last[key] == pytest.approx(value)
-    assert last["prior/prior_power_law_exponent"] == pytest.approx(0.25, abs=1e-9)
+    assert last["prior/prior_tau_mle"] == pytest.approx(0.25, abs=1e-8)
+    assert last["prior/tau_mle_uniform_floor"] == uniform_noise_floor(2 * 16, 16)  # 2 student views of 16
     assert 1 <= last["prior/prototypes_in_use"] <= 16
     assert task.records[0]["prior/entropy"] != last["prior/entropy"]  # p̄ moved during training
 
@@ -83,6 +92,11 @@ def test_logs_at_frequency_and_plots_at_end(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((tmp_path / "prior_monitor.json").read_text())
     assert summary["iteration"] == 7
+    # The history of every kept snapshot, not only the last one; its statistics are the logged ones.
+    assert [h["iteration"] for h in summary["history"]] == [1, 3, 6, 7]
+    for logged, kept in zip(task.records, summary["history"]):
+        assert kept["prior/tau_mle"] == pytest.approx(logged["prior/tau_mle"])
+        assert kept["prior/kl_sorted"] == pytest.approx(logged["prior/kl_sorted"])
     np.testing.assert_allclose(summary["sorted_mean_probs"], np.sort(loss.last_mean_probs.numpy())[::-1], rtol=1e-6)
     np.testing.assert_allclose(summary["prior"], loss.prior.numpy())
     assert len(hook.curves_to_plot()) == 3 and hook.curves_to_plot()[-1][0] == 7
@@ -100,7 +114,8 @@ def test_monitors_an_msn_base_inside_msbreg_and_keeps_history_across_resume(tmp_
     resumed = build_hook({"NAME": "prior_monitor", "PARAMS": {"frequency": 1, "max_curves": 2}})
     resumed.load_state_dict(hook.state_dict())
     assert resumed.snapshots == hook.snapshots
-    assert task.records[-1]["prior/prior_power_law_exponent"] == pytest.approx(0.0, abs=1e-9)  # MSN: uniform
+    assert resumed.num_samples == hook.num_samples == 32
+    assert task.records[-1]["prior/prior_tau_mle"] == 0.0  # MSN: uniform
 
 
 def test_needs_a_prototype_loss(tmp_path):
