@@ -8,7 +8,11 @@ setup(
     long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["registry", "registry.*", "ssl_ext", "ssl_ext.*"]),
+    packages=find_packages(include=["registry", "registry.*", "ssl_ext", "ssl_ext.*"]) + ["ssl_ext._configs"],
+    # The YAML configs stay at the repository's top (configs_yaml/); the wheel ships them inside the
+    # package as ssl_ext/_configs, where ssl_ext.config.paths.config_root() finds them once installed.
+    package_dir={"ssl_ext._configs": "configs_yaml"},
+    package_data={"ssl_ext._configs": ["*.yaml", "**/*.yaml", "**/*.json"]},
     install_requires=[
         "torch>=2.1,<=2.14.1",
         "torchvision>=0.16,<=0.29.1",

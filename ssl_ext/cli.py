@@ -4,6 +4,7 @@
     ssl-ext-run config=... --print-config      # print the composed, validated config and exit
     ssl-ext-run config=... launcher=slurm_cpu [--dry-run]      # the same run on SLURM
     ssl-ext-run config=... config.OPTIMIZER.BASE_LR=0.1,0.3   # a sweep: one run per value
+    ssl-ext-run <subcommand> --help   # the tools: dataset preparation, benchmark suite, ... (listed below)
 """
 from __future__ import annotations
 
@@ -26,7 +27,14 @@ def plugin_listing() -> str:
 
 
 def _parser(with_listing: bool) -> argparse.ArgumentParser:
-    epilog = "registered plugins (engines are chosen with config.ENGINE_NAME):\n" + plugin_listing() if with_listing else None
+    from ssl_ext.tools import subcommand_listing
+
+    epilog = None
+    if with_listing:
+        epilog = (
+            "subcommands (ssl-ext-run <subcommand> --help):\n" + subcommand_listing()
+            + "\n\nregistered plugins (engines are chosen with config.ENGINE_NAME):\n" + plugin_listing()
+        )
     parser = argparse.ArgumentParser(
         prog="run_distributed_engines", usage=USAGE, description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog,
@@ -49,6 +57,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     # warn that torch.jit.script is deprecated, on every run, which would bury our one-line errors.
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
     argv = list(sys.argv[1:] if argv is None else argv)
+    from ssl_ext.tools import SUBCOMMANDS, run_subcommand
+
+    if argv and argv[0] in SUBCOMMANDS:
+        return run_subcommand(argv[0], argv[1:])
     parser = _parser(with_listing=any(a in ("-h", "--help") for a in argv))
     args = parser.parse_args(argv)
     from omegaconf import OmegaConf

@@ -18,12 +18,20 @@ from ssl_ext.config.errors import ConfigError
 CONFIGS_ENV = "SSL_EXT_CONFIGS"
 
 
+# A wheel ships the repository's configs_yaml/ as ssl_ext/_configs (setup.py's package_dir);
+# a source checkout, editable installs included, reads configs_yaml/ beside the package.
+_PACKAGED_CONFIGS = Path(__file__).resolve().parents[1] / "_configs"
+_SOURCE_CONFIGS = Path(__file__).resolve().parents[2] / "configs_yaml"
+
+
 def config_root() -> Path:
     """The folder holding ``defaults.yaml`` and the config trees (``$SSL_EXT_CONFIGS`` if set)."""
     override = os.environ.get(CONFIGS_ENV)
     if override:
         return Path(override).expanduser()
-    return Path(__file__).resolve().parents[2] / "configs_yaml"
+    if (_PACKAGED_CONFIGS / "defaults.yaml").is_file():
+        return _PACKAGED_CONFIGS
+    return _SOURCE_CONFIGS
 
 
 def yaml_candidates(name: str) -> List[Path]:

@@ -1,4 +1,4 @@
-"""Shared by the ``tools/prepare_*.py`` dataset-preparation commands: VISSL-style filelists.
+"""Shared by the dataset-preparation commands (``ssl-ext-run prepare-*``, ``tools/prepare_*.py``): VISSL-style filelists.
 
 Every tool writes, for each split (``train``, ``val``)::
 
