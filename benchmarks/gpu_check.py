@@ -77,6 +77,8 @@ AMP_DTYPES = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
 # Keys of a metrics.jsonl training record that are not loss terms.
 NON_LOSS_KEYS = {"iteration", "epoch", "lr", "weight_decay", "images_per_sec", "eta_sec", "ema_momentum"}
 TRAINER_OVERHEAD_TARGET = 1.03
+# Relative shares of the time budget; a check's unused time goes to the ones after it.
+BUDGET_SHARES = {"train": 6.0, "ddp": 1.0, "eval": 1.0, "trainer_vs_bare": 1.5, "loss_speed": 1.0}
 LOSS_RATIO_TARGET = 1.0
 logger = logging.getLogger("gpu_check")
 
@@ -128,6 +130,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=30, help="optimizer steps of each training run")
     parser.add_argument("--equal-steps", type=int, default=3, help="first steps compared between CPU and device")
     parser.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance of the CPU/device loss comparison")
+    parser.add_argument("--augment-on", default="loader,device",
+                        help="train check: also train with DATA.TRAIN.AUGMENT_ON=device (batched views made on the device)")
     parser.add_argument("--eval-epochs", type=int, default=10, help="epochs of the fast linear eval")
     parser.add_argument("--bench-scale", choices=["full", "tiny"], default="full",
                         help="trainer_vs_bare: ViT-S/16 at 224 px with 10 focal views (full) or msn_cpu_tiny's sizes (tiny)")
@@ -140,11 +144,15 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--loss-cases", nargs="+", default=["msn", "pmsn", "vicreg", "simclr", "singular_value"])
     parser.add_argument("--resnet-resolution", type=int, default=224, help="input size of loss_speed's ResNet-18 reference")
     parser.add_argument("--wheels", default=str(REPO_ROOT / ".gpu_wheels"), help="carried wheel folder (reported only)")
-    parser.add_argument("--budget-s", type=float, default=450.0, help="checks still to start after this many seconds are skipped")
+    parser.add_argument("--budget-s", type=float, default=420.0,
+                        help="seconds for all checks (each gets a share); what would start later is skipped and reported")
     parser.add_argument("--out", default=None, help="output folder (default: $OUT, else ./gpu_check_out)")
     parser.add_argument("--keep-runs", action="store_true", help="keep the run folders (under the output folder)")
     args = parser.parse_args(argv)
     args.checks = [c.strip() for c in args.checks.split(",") if c.strip()]
+    args.augment_on = [a.strip() for a in args.augment_on.split(",") if a.strip()]
+    if not set(args.augment_on) <= {"loader", "device"} or "loader" not in args.augment_on:
+        parser.error(f"--augment-on must be loader or loader,device, got {','.join(args.augment_on)!r}")
     unknown = sorted(set(args.checks) - set(ALL_CHECKS))
     if unknown:
         parser.error(f"--checks: unknown {unknown}; choose from {list(ALL_CHECKS)}")
@@ -191,9 +199,17 @@ class Context:
     started: float
     # (config stem, precision) -> {"losses": [...], "terms": [...], "run_dir": str}: later checks reuse training runs.
     runs: Dict[Tuple[str, str], Dict[str, Any]] = field(default_factory=dict)
+    check_deadline: float = math.inf  # monotonic time after which the running check starts nothing new
 
     def seconds_left(self) -> float:
-        return self.args.budget_s - (time.monotonic() - self.started)
+        overall = self.args.budget_s - (time.monotonic() - self.started)
+        return min(overall, self.check_deadline - time.monotonic())
+
+    def start_check(self, name: str, remaining: Sequence[str]) -> None:
+        """Give ``name`` its share of the budget left, so a slow check cannot starve the ones after it."""
+        left = self.args.budget_s - (time.monotonic() - self.started)
+        share = BUDGET_SHARES[name] / sum(BUDGET_SHARES[n] for n in remaining)
+        self.check_deadline = time.monotonic() + left * share
 
 
 def error_text(exc: BaseException) -> str:
@@ -311,7 +327,7 @@ def loss_terms(record: Dict[str, Any]) -> Dict[str, float]:
 
 
 def run_training(ctx: Context, config: Path, device, precision: str, steps: int, tag: str,
-                 deterministic_draws: bool = False, ddp: bool = False) -> Dict[str, Any]:
+                 deterministic_draws: bool = False, ddp: bool = False, extra: Sequence[str] = ()) -> Dict[str, Any]:
     """Train ``config`` for ``steps`` updates; return per-step loss terms, step times and the run folder."""
     import torch
 
@@ -319,9 +335,9 @@ def run_training(ctx: Context, config: Path, device, precision: str, steps: int,
 
     run_dir = ctx.work / f"{config.stem}_{tag}"
     shutil.rmtree(run_dir, ignore_errors=True)
-    overrides = training_overrides(config, device, precision, steps, run_dir)
-    if ddp:
-        overrides.append(f"config.CHECKPOINT.CHECKPOINT_ITER_FREQUENCY={max(1, steps // 2)}")
+    overrides = training_overrides(config, device, precision, steps, run_dir) + list(extra)
+    if ddp:  # a mid-run checkpoint: all ranks gather their RNG states through the process group
+        overrides.append(f"config.CHECKPOINT.CHECKPOINT_ITER_FREQUENCY={max(1, steps - 1)}")
     cfg = compose_config(overrides)
     changed = without_device_draws(cfg) if deterministic_draws else []
     batch = int(cfg.config.DATA.TRAIN.BATCHSIZE_PER_REPLICA)
@@ -392,48 +408,89 @@ def max_relative_difference(reference: List[Dict[str, float]], other: List[Dict[
 
 # ------------------------------------------------------------------------------------ train
 def check_train(ctx: Context, result: CheckResult) -> None:
+    """In passes over the configs (CPU equality, then one pass per precision, then device augmentation), so
+    a run that meets the time budget still covers every method in the passes it reached."""
     import torch
 
     cpu = torch.device("cpu")
     args = ctx.args
-    for config in ctx.configs:
-        name = config.stem
+    augment_variants = [a for a in args.augment_on if a == "device"] if device_augment_available() else []
+    if args.augment_on != ["loader"] and not augment_variants:
+        result.summary["device_augment"] = "not in this ssl_ext (no DATA.TRAIN.AUGMENT_ON in defaults.yaml)"
 
-        def equality(config=config):
-            reference = run_training(ctx, config, cpu, "fp32", args.equal_steps, "equal_cpu", deterministic_draws=True)
-            on_device = run_training(ctx, config, ctx.device, "fp32", args.equal_steps, "equal_device", deterministic_draws=True)
+    def equality(config: Path, augment: str):
+        def run():
+            extra = augment_overrides(augment)
+            reference = run_training(ctx, config, cpu, "fp32", args.equal_steps, f"equal_cpu_{augment}",
+                                     deterministic_draws=True, extra=extra)
+            on_device = run_training(ctx, config, ctx.device, "fp32", args.equal_steps, f"equal_device_{augment}",
+                                     deterministic_draws=True, extra=extra)
+            ctx.runs[(config.stem, f"equal_device_{augment}")] = on_device
             worst, where = max_relative_difference(reference["terms"], on_device["terms"], args.equal_steps)
-            ok = worst <= args.rtol
             return {
-                "config": config.stem, "precision": "fp32", "check": f"first {args.equal_steps} steps: device vs CPU",
-                "status": "pass" if ok else "fail", "max_rel_diff": worst, "worst": where,
+                "config": config.stem, "precision": "fp32", "augment_on": augment,
+                "check": f"first {args.equal_steps} steps: device vs CPU",
+                "status": "pass" if worst <= args.rtol else "fail", "max_rel_diff": worst, "worst": where,
                 "first_loss_cpu": reference["losses"][0], "first_loss_device": on_device["losses"][0],
                 "draws_turned_off": on_device["changed"],
             }
+        return run
 
-        guarded(result, f"{name} equality", equality, ctx)
-        for precision in args.precisions:
-            def training(config=config, precision=precision):
-                run = run_training(ctx, config, ctx.device, precision, args.steps, f"train_{precision}")
+    def training(config: Path, precision: str, augment: str, complexity: bool):
+        def run():
+            extra = augment_overrides(augment) + ([] if complexity else ["config.HOOKS.MODEL_COMPLEXITY.ENABLED=false"])
+            run = run_training(ctx, config, ctx.device, precision, args.steps, f"train_{precision}_{augment}", extra=extra)
+            if augment == "loader":
                 ctx.runs[(config.stem, precision)] = run
-                losses = run["losses"]
-                finite = all(math.isfinite(v) for t in run["terms"] for v in t.values())
-                down, first, last = decreasing(losses)
-                timed = run["step_ms"][2:] or run["step_ms"]
-                problems = [p for p, bad in (("non-finite loss", not finite), ("loss did not decrease", not down)) if bad]
-                return {
-                    "config": config.stem, "precision": precision, "check": f"{args.steps} steps",
-                    "status": "fail" if problems else "pass", "problems": problems,
-                    "loss_first_quarter": first, "loss_last_quarter": last,
-                    "step_ms_median": statistics.median(timed) if timed else None,
-                    "images_per_step": run["batch"],
-                }
+            finite = all(math.isfinite(v) for t in run["terms"] for v in t.values())
+            down, first, last = decreasing(run["losses"])
+            note = ""
+            if finite and not down:
+                # Some losses rise at first by design (DINO: the teacher sharpens while the student catches up);
+                # the device run fails only if the same run on the CPU does go down.
+                key = (config.stem, f"cpu_{augment}")
+                if key not in ctx.runs:
+                    ctx.runs[key] = run_training(ctx, config, cpu, "fp32", args.steps, f"train_cpu_{augment}", extra=extra)
+                on_cpu = ctx.runs[key]
+                cpu_down, cpu_first, cpu_last = decreasing(on_cpu["losses"])
+                if not cpu_down:
+                    down = True
+                    note = f"rises on the CPU too (fp32: {cpu_first:.4g} -> {cpu_last:.4g})"
+            timed = run["step_ms"][2:] or run["step_ms"]
+            problems = [p for p, bad in (("non-finite loss", not finite), ("loss did not decrease", not down)) if bad]
+            return {
+                "config": config.stem, "precision": precision, "augment_on": augment, "check": f"{args.steps} steps",
+                "status": "fail" if problems else "pass", "problems": problems or note,
+                "loss_first_quarter": first, "loss_last_quarter": last,
+                "step_ms_median": statistics.median(timed) if timed else None, "images_per_step": run["batch"],
+            }
+        return run
 
-            guarded(result, f"{name} {precision}", training, ctx)
+    for config in ctx.configs:
+        guarded(result, f"{config.stem} equality", equality(config, "loader"), ctx)
+    for i, precision in enumerate(args.precisions):
+        for config in ctx.configs:
+            # The FLOP-count hook traces the model once per config (on the device), not once per run.
+            guarded(result, f"{config.stem} {precision}", training(config, precision, "loader", complexity=i == 0), ctx)
+    for augment in augment_variants:
+        for config in ctx.configs:
+            guarded(result, f"{config.stem} equality augment_on={augment}", equality(config, augment), ctx)
+            precision = "bf16" if "bf16" in args.precisions else args.precisions[0]
+            guarded(result, f"{config.stem} {precision} augment_on={augment}", training(config, precision, augment, False), ctx)
+
+
+def device_augment_available() -> bool:
+    defaults = config_root() / "defaults.yaml"
+    return defaults.exists() and "AUGMENT_ON:" in defaults.read_text()
+
+
+def augment_overrides(augment: str) -> List[str]:
+    return [] if augment == "loader" else [f"config.DATA.TRAIN.AUGMENT_ON={augment}"]
 
 
 # -------------------------------------------------------------------------------------- ddp
 def check_ddp(ctx: Context, result: CheckResult) -> None:
+    """A 1-rank process group; the trainer in DDP for the first steps of every config, against the same run without."""
     import torch
     import torch.distributed as dist
 
@@ -442,7 +499,7 @@ def check_ddp(ctx: Context, result: CheckResult) -> None:
     backend = "nccl" if ctx.device.type == "cuda" else "gloo"
     if dist.is_initialized():
         raise RuntimeError("a process group is already initialised in this process; the ddp check needs its own")
-    saved_env = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    saved_env = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     os.environ.update({"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"})
     if ctx.device.type == "cuda":
         torch.cuda.set_device(ctx.device)
@@ -461,15 +518,15 @@ def check_ddp(ctx: Context, result: CheckResult) -> None:
                     "status": "pass" if ok else "fail", "backend": backend}
 
         guarded(result, "collectives", collectives, ctx)
-        steps = ctx.args.steps
+        steps = ctx.args.equal_steps
         for config in ctx.configs:
             def through_ddp(config=config):
-                run = run_training(ctx, config, ctx.device, "fp32", steps, "ddp", ddp=True)
-                reference = ctx.runs.get((config.stem, "fp32"))
+                # Device-side draws off, as in the train check's equality runs, which are the reference.
+                run = run_training(ctx, config, ctx.device, "fp32", steps, "ddp", deterministic_draws=True, ddp=True)
+                reference = ctx.runs.get((config.stem, "equal_device_loader"))
                 if reference is None:
-                    reference = run_training(ctx, config, ctx.device, "fp32", steps, "ddp_reference")
-                compare = min(ctx.args.equal_steps, steps)
-                worst, where = max_relative_difference(reference["terms"], run["terms"], compare)
+                    reference = run_training(ctx, config, ctx.device, "fp32", steps, "ddp_reference", deterministic_draws=True)
+                worst, where = max_relative_difference(reference["terms"], run["terms"], steps)
                 finite = all(math.isfinite(v) for v in run["losses"])
                 ok = finite and worst <= ctx.args.rtol and run["checkpoint"] is not None
                 return {
@@ -493,13 +550,21 @@ EVAL_CONFIGS = {"linear": "benchmark/tiny/digits_linear_fast", "knn": "benchmark
 
 
 def eval_weights(ctx: Context) -> Tuple[str, str]:
-    """A checkpoint of a small_cnn run from the train check (the digits benchmarks' trunk), else random init."""
-    for (stem, precision), run in ctx.runs.items():
-        if precision == "fp32" and run.get("checkpoint") and "simclr" in stem:
-            return run["checkpoint"], stem
-    for (stem, precision), run in ctx.runs.items():
-        if run.get("checkpoint") and "msn" not in stem:
-            return run["checkpoint"], stem
+    """The newest checkpoint of a train-check run whose trunk is the digits benchmarks' trunk (fp32 runs first),
+    so a CUDA-written checkpoint is loaded on both devices; random init when there is none."""
+    from omegaconf import OmegaConf
+
+    from ssl_ext.config import compose_config
+
+    wanted = OmegaConf.to_container(compose_config([f"config={EVAL_CONFIGS['linear']}"]).config.MODEL.TRUNK, resolve=True)
+    ordered = sorted(ctx.runs.items(), key=lambda item: (item[0][1] != "fp32", item[0][0]))
+    for (stem, kind), run in ordered:
+        saved = Path(run["run_dir"]) / "train_config.yaml"
+        if not run.get("checkpoint") or not saved.exists():
+            continue
+        trunk = OmegaConf.to_container(OmegaConf.load(saved).config.MODEL.TRUNK, resolve=True)
+        if trunk == wanted:
+            return run["checkpoint"], f"{stem} ({kind})"
     return "", "random init"
 
 
@@ -960,8 +1025,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "checks": [],
     }
     try:
-        for name in args.checks:
+        for position, name in enumerate(args.checks):
             result = CheckResult(name)
+            ctx.start_check(name, args.checks[position:])
             check_started = time.monotonic()
             print(f"gpu_check: {name} ...", flush=True)
             if ctx.seconds_left() <= 0:
@@ -974,8 +1040,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     logger.exception("check %s failed", name)
                     result.status = "error"
                     result.errors.append(error_text(exc))
-            if result.status == "pass" and result.rows and all(r.get("status") == "skipped" for r in result.rows):
-                result.status = "skipped"
+            if result.status == "pass" and any(r.get("status") == "skipped" for r in result.rows):
+                result.status = "skipped" if all(r.get("status") == "skipped" for r in result.rows) else "incomplete"
             result.seconds = round(time.monotonic() - check_started, 1)
             report["checks"].append(result.__dict__)
             print(f"gpu_check: {name}: {result.status} ({result.seconds} s)", flush=True)
