@@ -59,6 +59,7 @@ class Returns:
         return self.check(obj) if self.check is not None else None
 
     def describe(self) -> str:
+        """The contract in words, as the docstring and the error messages print it."""
         parts = []
         if self.base:
             parts.append(f"a ``{self.base}``")
@@ -71,6 +72,7 @@ class Returns:
 
 
 def resolve_dotted(name: str) -> Any:
+    """The object a dotted name points to (``"torch.nn.Module"``), imported on first use."""
     module, _, attr = name.rpartition(".")
     return getattr(importlib.import_module(module or "builtins"), attr)
 
@@ -79,6 +81,7 @@ ContextSpec = Union[ContextArg, Tuple[str, str]]
 
 
 def context_args(spec: Iterable[ContextSpec]) -> Tuple[ContextArg, ...]:
+    """Normalize a context declaration (``ContextArg`` or ``(name, meaning)`` pairs) to ``ContextArg``s."""
     return tuple(a if isinstance(a, ContextArg) else ContextArg(*a) for a in spec)
 
 

@@ -21,6 +21,7 @@ __all__ = [
 
 
 def closest_match(name: str, candidates) -> Optional[str]:
+    """The candidate most similar to ``name`` (difflib ratio >= 0.5), for "Did you mean ...?" hints; else None."""
     matches = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1, cutoff=0.5)
     return matches[0] if matches else None
 
@@ -117,6 +118,10 @@ class Registry(_FvcoreRegistry):
         self._sites[name] = site
 
     def register(self, obj: Any = None, name: Optional[str] = None) -> Any:  # type: ignore[override]
+        """Register ``obj`` under ``name`` (default: its ``__name__``); without ``obj``, return a decorator.
+
+        fvcore's signature, kept for code written against it; plugins use ``register_<kind>(name)``.
+        """
         if obj is None:
             return self.decorator()(name) if name else self.decorator()
         self._do_register(name or obj.__name__, obj)
@@ -144,6 +149,7 @@ class Registry(_FvcoreRegistry):
 
     # ---------------------------------------------------------------- look-up
     def names(self):
+        """The registered names, sorted (built-in plugins are imported first)."""
         ensure_builtin_plugins()
         return sorted(self._obj_map)
 
@@ -152,6 +158,7 @@ class Registry(_FvcoreRegistry):
         return name in self._obj_map
 
     def get(self, name: str) -> Any:
+        """The plugin registered under ``name``; UnknownNameError lists the known names and the closest one."""
         ensure_builtin_plugins()
         obj = self._obj_map.get(name)
         if obj is None:
@@ -171,6 +178,7 @@ class Registry(_FvcoreRegistry):
         return self._obj_map.pop(name)
 
     def site(self, name: str) -> str:
+        """``file:line`` where ``name`` was registered (shown in duplicate-name and contract errors)."""
         return self._sites.get(name, "<unknown>")
 
     # ---------------------------------------------------------------- building
@@ -216,12 +224,19 @@ def _signature_target(obj: Any) -> Callable:
 
 
 def plugin_signature(obj: Any) -> inspect.Signature:
+    """The signature a plugin is called with: ``__init__`` without ``self`` for a class, else the callable's."""
     sig = inspect.signature(_signature_target(obj))
     params = [p for n, p in sig.parameters.items() if n != "self"]
     return sig.replace(parameters=params)
 
 
 def check_params_against(obj: Any, what: str, params: Mapping[str, Any], context: Mapping[str, Any] = ()) -> None:
+    """Raise PluginParamsError when ``params`` do not fit ``obj``'s signature once ``context`` is added.
+
+    A key the framework sets (in ``context``), a key the plugin does not take (with the
+    closest parameter name) and a required parameter nobody sets are each named. A
+    plugin taking ``**kwargs`` accepts any key.
+    """
     try:
         sig = plugin_signature(obj)
     except (TypeError, ValueError):

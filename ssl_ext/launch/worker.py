@@ -9,13 +9,14 @@ from typing import Any, Optional
 import numpy as np
 import torch
 import torch.distributed as dist
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import registry
 
 
-def setup_logging(rank: int) -> None:
-    level = logging.INFO if rank == 0 else logging.WARNING
+def setup_logging(rank: int, verbose: bool = False) -> None:
+    """ssl_ext's loggers: INFO on rank 0 (DEBUG with ``config.VERBOSE``), WARNING on the other ranks."""
+    level = (logging.DEBUG if verbose else logging.INFO) if rank == 0 else logging.WARNING
     # No force=True: an embedding application's (or pytest's) handlers stay in place.
     logging.basicConfig(level=level, format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s")
     logging.getLogger("ssl_ext").setLevel(level)
@@ -45,7 +46,10 @@ def backend_for(cfg: DictConfig) -> str:
 def run_worker(cfg: DictConfig, rank: int = 0, world_size: int = 1, local_rank: int = 0, init_method: Optional[str] = None) -> Any:
     """Set up this process (logging, seeds, determinism, torch.distributed) and run the configured engine."""
     os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(local_rank)})
-    setup_logging(rank)
+    verbose = bool(cfg.config.get("VERBOSE", False))
+    setup_logging(rank, verbose)
+    if verbose and rank == 0:
+        logging.getLogger("ssl_ext").info("Composed config (config.VERBOSE=true):\n%s", OmegaConf.to_yaml(cfg, resolve=True))
     registry.load_plugins(list(cfg.config.PLUGINS), origin="config.PLUGINS")
     threads = int(cfg.config.MACHINE.get("NUM_THREADS", 0))
     if threads > 0:
