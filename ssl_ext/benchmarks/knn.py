@@ -59,7 +59,8 @@ def nearest_neighbours(
     """Exact top-``kmax`` inner-product neighbours: (similarities, indices), each (Nq, kmax), sorted descending."""
     import faiss
 
-    database = np.ascontiguousarray(train.numpy(), dtype=np.float32)
+    # faiss reads host arrays, also for its GPU index: features kept on the GPU come over first.
+    database = np.ascontiguousarray(train.detach().cpu().numpy(), dtype=np.float32)
     index = faiss.IndexFlatIP(database.shape[1])
     if use_gpu:
         resources = faiss.StandardGpuResources()
@@ -67,7 +68,7 @@ def nearest_neighbours(
     index.add(database)
     sims, ids = [], []
     for start in range(0, queries.shape[0], query_batch_size):
-        block = np.ascontiguousarray(queries[start : start + query_batch_size].numpy(), dtype=np.float32)
+        block = np.ascontiguousarray(queries[start : start + query_batch_size].detach().cpu().numpy(), dtype=np.float32)
         s, i = index.search(block, kmax)
         sims.append(torch.from_numpy(s))
         ids.append(torch.from_numpy(i.astype(np.int64)))
@@ -77,9 +78,12 @@ def nearest_neighbours(
 def weighted_votes(
     neighbour_sims: torch.Tensor, neighbour_labels: torch.Tensor, k: int, temperature: float, num_classes: int
 ) -> torch.Tensor:
-    """Class scores (Nq, C): sum over the first ``k`` neighbours of ``exp(sim / T)`` into each one's class."""
+    """Class scores (Nq, C): sum over the first ``k`` neighbours of ``exp(sim / T)`` into each one's class.
+
+    The scores live where the similarities do (a brute-force search on the GPU votes on the GPU).
+    """
     weights = (neighbour_sims[:, :k] / temperature).exp()
-    votes = torch.zeros(neighbour_sims.shape[0], num_classes, dtype=weights.dtype)
+    votes = weights.new_zeros(neighbour_sims.shape[0], num_classes)
     return votes.scatter_add_(1, neighbour_labels[:, :k], weights)
 
 
@@ -102,7 +106,7 @@ def knn_scores(
     queries = F.normalize(query_features.float(), dim=1)
     kmax = min(max(int(k) for k in ks), train.shape[0])
     sims, ids = nearest_neighbours(train, queries, kmax, use_gpu, query_batch_size)
-    neighbour_labels = train_labels.long()[ids]
+    neighbour_labels = train_labels.long().to(ids.device)[ids]
     return {int(k): weighted_votes(sims, neighbour_labels, min(int(k), kmax), temperature, num_classes) for k in ks}
 
 
