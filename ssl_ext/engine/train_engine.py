@@ -85,6 +85,11 @@ def build_task(cfg: DictConfig) -> Task:
     if world_size > 1 and c.MODEL.SYNC_BN:
         student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(student)
     student.to(device)
+    # Ranks initialise their weights from different seeds; DDP would copy rank 0's into the student
+    # only when it wraps it, after the teacher was copied from it. Every rank starts from rank 0's
+    # weights before the teacher is made, so the teachers agree too (and rank 0's checkpointed
+    # teacher is every rank's teacher on resume).
+    dist_utils.broadcast_module_state(student)
     loss = builders.build_loss(cfg).to(device)
     teacher = make_teacher(student).to(device) if c.MODEL.EMA_TEACHER.ENABLED else None
     optimizer = builders.build_optimizer(cfg, {"model": student, "loss": loss})

@@ -114,6 +114,15 @@ def all_reduce_max(value: float) -> float:
     return float(flag.item())
 
 
+@torch.no_grad()
+def broadcast_module_state(module: torch.nn.Module, src: int = 0) -> None:
+    """Copy rank ``src``'s parameters and buffers into ``module`` on every rank (in place)."""
+    if not is_distributed() or get_world_size() == 1:
+        return
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        dist.broadcast(tensor.data, src=src)
+
+
 def all_gather_object(obj) -> List:
     if not is_distributed():
         return [obj]

@@ -66,6 +66,8 @@ def overrides(config: str, run_dir: str, world_size: int, extra_hooks: list) -> 
         "config.HOOKS.PLOT_CURVES=false",
         "config.HOOKS.MODEL_COMPLEXITY.ENABLED=false",
         "config.PLUGINS=[tests.engine.kill_hook]",
+        # Ranks forked from the launcher start in milliseconds; spawn is exercised by the SLURM and DDP tests.
+        "config.DISTRIBUTED.START_METHOD=fork",
     ]
     args += data_overrides(config, world_size)
     hooks = OmegaConf.to_container(base.config.HOOKS.EXTRA) + extra_hooks
