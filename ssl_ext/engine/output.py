@@ -18,6 +18,8 @@ class ModelOutput:
         ``teacher_views``, computed without gradient; ``None`` without a teacher.
     student_views / teacher_views: indices into the batch's ``views`` list.
     extras: anything a model adds (e.g. ``student_embeddings`` before student-only heads).
+        The trunk's per-view extras of the student (``SSLModel``'s ``ViewOutputs.extras``,
+        e.g. the ViT's ``patch_mask``) arrive as ``student_<key>``: one entry per student view.
     """
 
     student: List[torch.Tensor]
@@ -25,3 +27,7 @@ class ModelOutput:
     student_views: List[int] = field(default_factory=list)
     teacher_views: List[int] = field(default_factory=list)
     extras: Dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key, per_view in getattr(self.student, "extras", {}).items():
+            self.extras.setdefault(f"student_{key}", per_view)

@@ -5,7 +5,7 @@ from classy_vision.losses import ClassyLoss, build_loss as classy_build_loss
 
 import registry
 from registry import build_loss
-from loss_testing import RANDOM_LOSSES, make_output, tiny_case
+from loss_testing import FIXED_GRADCHECK_VIEWS, RANDOM_LOSSES, call_loss, tiny_case
 
 BUILTIN_LOSSES = sorted(n for n in registry.LOSSES.names() if registry.LOSSES.get(n).__module__.startswith("ssl_ext."))
 
@@ -16,11 +16,15 @@ def test_builtin_losses_are_all_here():
     assert expected <= set(BUILTIN_LOSSES)
 
 
-def _loss_fn(name, loss, teacher):
-    def fn(*student):
+def _loss_fn(name, loss, teacher, student):
+    fixed = FIXED_GRADCHECK_VIEWS.get(name, ())
+
+    def fn(*varied):
         if name in RANDOM_LOSSES:
             torch.manual_seed(0)
-        return loss(make_output(list(student), teacher), {})["loss"]
+        free = iter(varied)
+        views = [student[i] if i in fixed else next(free) for i in range(len(student))]
+        return call_loss(name, loss, views, teacher)["loss"]
 
     return fn
 
@@ -30,10 +34,12 @@ def test_gradcheck_float64(name):
     # Gradients w.r.t. the student embeddings. MSN's prototypes also shape its
     # (stop-gradient) targets, so a finite difference over them is not the intended
     # gradient; test_msn_loss checks the prototype gradient against a reference.
+    # Views in FIXED_GRADCHECK_VIEWS also make stop-gradient targets (SwAV's codes) and stay fixed.
     params, student, teacher = tiny_case(name)
     loss = build_loss({"NAME": name, "PARAMS": params}).to(torch.float64)
-    inputs = tuple(s.requires_grad_(True) for s in student)
-    assert torch.autograd.gradcheck(_loss_fn(name, loss, teacher), inputs)
+    fixed = FIXED_GRADCHECK_VIEWS.get(name, ())
+    inputs = tuple(s.requires_grad_(True) for i, s in enumerate(student) if i not in fixed)
+    assert torch.autograd.gradcheck(_loss_fn(name, loss, teacher, student), inputs)
 
 
 @pytest.mark.parametrize("name", BUILTIN_LOSSES)
@@ -41,7 +47,7 @@ def test_terms_are_finite_scalars_and_classy_vision_builds_it(name):
     params, student, teacher = tiny_case(name, dtype=torch.float32)
     loss = build_loss({"NAME": name, "PARAMS": params})
     assert isinstance(loss, ClassyLoss)
-    terms = loss(make_output(student, teacher), {})
+    terms = call_loss(name, loss, student, teacher, dtype=torch.float32)
     assert "loss" in terms
     for key, value in terms.items():
         assert value.dim() == 0 and torch.isfinite(value), key
@@ -53,10 +59,10 @@ def test_terms_are_finite_scalars_and_classy_vision_builds_it(name):
 def test_amp_outputs_are_computed_in_float32(name):
     params, student, teacher = tiny_case(name, dtype=torch.float32)
     loss = build_loss({"NAME": name, "PARAMS": params})
-    reference = loss(make_output(student, teacher), {})["loss"] if name not in RANDOM_LOSSES else None
+    reference = call_loss(name, loss, student, teacher, torch.float32)["loss"] if name not in RANDOM_LOSSES else None
     low = [s.bfloat16() for s in student]
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        value = loss(make_output(low, None if teacher is None else [t.bfloat16() for t in teacher]), {})["loss"]
+        value = call_loss(name, loss, low, None if teacher is None else [t.bfloat16() for t in teacher], torch.float32)["loss"]
     assert value.dtype == torch.float32 and torch.isfinite(value)
     if reference is not None:  # only the inputs were rounded to bf16, not the loss arithmetic
         assert value.item() == pytest.approx(reference.item(), rel=0.05, abs=0.05)

@@ -33,6 +33,8 @@ FINAL_LAYER = {"small_cnn": "stage3", "resnet": "res5", "vit": "cls_last1", "pix
 TINY_HEADS = {
     "mlp": {"dims": [10, 6]},
     "msn_projector": {"hidden_dim": 10, "out_dim": 6},
+    "dino_head": {"out_dim": 9, "hidden_dim": 10, "bottleneck_dim": 4},
+    "mae_decoder": {"img_size": 8, "patch_size": 4, "in_channels": 1, "decoder_dim": 8, "depth": 1, "num_heads": 2},
 }
 
 

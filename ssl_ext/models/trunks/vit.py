@@ -16,6 +16,17 @@ Choices where the papers leave room:
   one per sample (``patch_drop_per_sample``), which has the same expectation and
   decorrelates the samples; set it false for MSN's batch-shared draw.
 * ``forward`` returns the class token after the final LayerNorm, MSN's output.
+
+Masked image modelling reuses the same draw (one uniform number per patch, the
+lowest ``kept_patch_count`` are kept):
+
+* MAE (He et al. 2021, arXiv:2111.06377): ``patch_drop: 0.75``, ``output: tokens``;
+  the encoder sees only the visible patches and reports which they were
+  (``forward_with_extras``) so a decoder head can put mask tokens in their place.
+* data2vec (Baevski et al. 2022, arXiv:2202.03555): ``mask_style: token`` replaces
+  the hidden patches with a learned mask token instead of dropping them, and
+  ``teacher_target_blocks: K`` makes the EMA teacher's copy return the patch tokens
+  of its last K blocks, the raw material of data2vec's targets.
 """
 from __future__ import annotations
 
@@ -37,6 +48,8 @@ PRESETS: Dict[str, Tuple[int, int, int]] = {
     "large": (1024, 24, 16),
 }
 CUSTOM = "custom"
+OUTPUTS = ("cls", "tokens")
+MASK_STYLES = ("drop", "token")
 
 
 class MultiHeadSelfAttention(nn.Module):
@@ -112,6 +125,20 @@ class VisionTransformer(nn.Module):
         patch_drop: fraction of patch tokens dropped when ``forward(x, mask=True)``.
         patch_drop_per_sample: draw the dropped tokens per sample (else one draw per batch, as MSN's code).
         drop_path_rate: stochastic depth rate of the last block (linearly increasing from 0).
+        output: ``cls`` (class token, ``(N, embed_dim)``) or ``tokens`` (every token after
+            the final LayerNorm, ``(N, 1 + patches, embed_dim)``, class token first; MAE's
+            encoder output, data2vec's student output).
+        mask_style: what ``mask=True`` does to the hidden patches: ``drop`` them (MSN, MAE)
+            or replace them with a learned ``mask_token`` (data2vec).
+        teacher_target_blocks: data2vec: K > 0 makes the EMA teacher's copy (see
+            ``as_teacher``) return the patch tokens at the end of its last K blocks,
+            ``(N, K, patches, embed_dim)``, instead of ``output``.
+
+    ``forward_with_extras(x, mask)`` also returns what masking did, per sample:
+    ``patch_mask`` ``(N, patches)`` bool (True: hidden from the encoder) and, for
+    ``drop``, ``kept_patch_ids`` ``(N, kept)`` (grid positions of the visible tokens, in
+    token order). The masks are drawn from the global torch RNG inside the forward pass,
+    so the per-step reseeding of the trainer makes them resumable.
 
     Layer names for ``extract_layers`` (every token passes through the final
     LayerNorm first, as in DINO's and MSN's linear evaluation):
@@ -138,6 +165,9 @@ class VisionTransformer(nn.Module):
         patch_drop: float = 0.15,
         patch_drop_per_sample: bool = True,
         drop_path_rate: float = 0.0,
+        output: str = "cls",
+        mask_style: str = "drop",
+        teacher_target_blocks: int = 0,
     ) -> None:
         super().__init__()
         embed_dim, depth, num_heads = self._resolve_size(preset, embed_dim, depth, num_heads)
@@ -150,6 +180,12 @@ class VisionTransformer(nn.Module):
         for name, flag in (("qkv_bias", qkv_bias), ("patch_drop_per_sample", patch_drop_per_sample)):
             if not isinstance(flag, bool):
                 raise ValueError(f"{name} must be true or false, got {flag!r}")
+        one_of("output", output, OUTPUTS)
+        one_of("mask_style", mask_style, MASK_STYLES)
+        if isinstance(teacher_target_blocks, bool) or not isinstance(teacher_target_blocks, int) or not (
+            0 <= teacher_target_blocks <= depth
+        ):
+            raise ValueError(f"teacher_target_blocks must be an integer in [0, depth={depth}], got {teacher_target_blocks!r}")
         if img_size % patch_size:
             raise ValueError(f"img_size ({img_size}) must be a multiple of patch_size ({patch_size})")
 
@@ -163,10 +199,16 @@ class VisionTransformer(nn.Module):
         self.patch_drop = float(patch_drop)
         self.patch_drop_per_sample = patch_drop_per_sample
         self.grid_size = img_size // patch_size
+        self.output = output
+        self.mask_style = mask_style
+        self.teacher_target_blocks = teacher_target_blocks
+        # Set on the EMA teacher's copy only (``as_teacher``); not a parameter, so not in state dicts.
+        self.serves_as_teacher = False
 
         self.patch_embed = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid_size**2, embed_dim))
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if mask_style == "token" else None
         rates = [float(drop_path_rate) * i / max(depth - 1, 1) for i in range(depth)]
         self.blocks = nn.ModuleList(
             TransformerBlock(embed_dim, num_heads, float(mlp_ratio), qkv_bias, rate) for rate in rates
@@ -206,6 +248,8 @@ class VisionTransformer(nn.Module):
     def _init_weights(self) -> None:
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
+        if self.mask_token is not None:
+            nn.init.trunc_normal_(self.mask_token, std=0.02)
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.trunc_normal_(module.weight, std=0.02)
@@ -226,15 +270,15 @@ class VisionTransformer(nn.Module):
         patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, self.embed_dim)
         return torch.cat([cls_pos, patch_pos], dim=1)
 
-    def _drop_patches(self, patches: torch.Tensor) -> torch.Tensor:
-        batch, num_patches, dim = patches.shape
+    def _draw_kept_patches(self, batch: int, num_patches: int, device) -> torch.Tensor:
+        """Grid positions ``(N, kept)`` of the patches the encoder sees, lowest of one uniform draw per patch."""
         keep = kept_patch_count(num_patches, self.patch_drop)
         draws = batch if self.patch_drop_per_sample else 1
-        kept = torch.rand(draws, num_patches, device=patches.device).argsort(dim=1)[:, :keep]
-        return torch.gather(patches, 1, kept.expand(batch, keep).unsqueeze(-1).expand(batch, keep, dim))
+        kept = torch.rand(draws, num_patches, device=device).argsort(dim=1)[:, :keep]
+        return kept.expand(batch, keep)
 
-    def tokens(self, x: torch.Tensor, mask: bool = False) -> torch.Tensor:
-        """Embedded input tokens ``(N, 1 + kept patches, D)``, class token first."""
+    def embed_tokens(self, x: torch.Tensor, mask: bool = False) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """Embedded input tokens ``(N, 1 + T, D)``, class token first, and what masking did (see the class doc)."""
         height, width = x.shape[-2:]
         if height % self.patch_size or width % self.patch_size:
             raise ValueError(
@@ -244,20 +288,56 @@ class VisionTransformer(nn.Module):
         patches = self.patch_embed(x)
         grid_h, grid_w = patches.shape[-2:]
         patches = patches.flatten(2).transpose(1, 2)
+        batch, num_patches, dim = patches.shape
         pos = self.interpolated_pos_embed(grid_h, grid_w)
-        patches = patches + pos[:, 1:]
+        extras: Dict[str, torch.Tensor] = {}
         if mask and self.patch_drop > 0:
-            patches = self._drop_patches(patches)
-        cls = (self.cls_token + pos[:, :1]).expand(patches.shape[0], -1, -1)
-        return torch.cat([cls, patches], dim=1)
+            kept = self._draw_kept_patches(batch, num_patches, patches.device)
+            hidden = torch.ones(batch, num_patches, dtype=torch.bool, device=patches.device)
+            hidden.scatter_(1, kept, False)
+            extras["patch_mask"] = hidden
+            if self.mask_style == "token":
+                patches = torch.where(hidden.unsqueeze(-1), self.mask_token.to(patches.dtype), patches)
+                patches = patches + pos[:, 1:]
+            else:
+                patches = torch.gather(patches + pos[:, 1:], 1, kept.unsqueeze(-1).expand(batch, kept.shape[1], dim))
+                extras["kept_patch_ids"] = kept
+        else:
+            patches = patches + pos[:, 1:]
+        cls = (self.cls_token + pos[:, :1]).expand(batch, -1, -1)
+        return torch.cat([cls, patches], dim=1), extras
+
+    def tokens(self, x: torch.Tensor, mask: bool = False) -> torch.Tensor:
+        """Embedded input tokens ``(N, 1 + kept patches, D)``, class token first."""
+        return self.embed_tokens(x, mask)[0]
+
+    def as_teacher(self) -> "VisionTransformer":
+        """Mark this copy as the EMA teacher (``make_teacher`` calls it): with
+        ``teacher_target_blocks`` it then returns data2vec's block outputs."""
+        self.serves_as_teacher = True
+        return self
 
     # ----------------------------------------------------------------- outputs
     def forward(self, x: torch.Tensor, mask: bool = False) -> torch.Tensor:
-        """Class-token features; ``mask=True`` (student anchor views) drops ``patch_drop`` of the patches."""
-        x = self.tokens(x, mask)
+        """``output`` features; ``mask=True`` (student views) hides ``patch_drop`` of the patches."""
+        return self.forward_with_extras(x, mask)[0]
+
+    def forward_with_extras(self, x: torch.Tensor, mask: bool = False) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """``forward``'s output and the per-sample masking record (``patch_mask``, ``kept_patch_ids``)."""
+        x, extras = self.embed_tokens(x, mask)
+        if self.serves_as_teacher and self.teacher_target_blocks > 0:
+            first_kept = self.depth - self.teacher_target_blocks
+            kept_blocks = []
+            for index, block in enumerate(self.blocks):
+                x = block(x)
+                if index >= first_kept:
+                    kept_blocks.append(x[:, 1:])
+            return torch.stack(kept_blocks, dim=1), extras
         for block in self.blocks:
             x = block(x)
-        return self.norm(x[:, 0])
+        if self.output == "tokens":
+            return self.norm(x), extras
+        return self.norm(x[:, 0]), extras
 
     def extract_layers(self, x: torch.Tensor, names: Sequence[str]) -> Dict[str, torch.Tensor]:
         names = check_layer_names(f"vit-{self.preset}", names, self.layer_names)
