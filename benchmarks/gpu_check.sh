@@ -26,9 +26,8 @@ if compgen -G "$WHEELS/*.whl" >/dev/null; then
     export GPU_CHECK_INSTALL="pip install FAILED (see install.log): $(tail -1 "$OUT/install.log")"
   fi
   echo "gpu_check.sh: $GPU_CHECK_INSTALL"
+  # The installed copy (with the YAML trees it ships) is the one imported, not this checkout.
   export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
-  # An installed ssl_ext does not ship the YAML trees: read them from this checkout.
-  export SSL_EXT_CONFIGS="$PWD/configs_yaml"
 else
   echo "gpu_check.sh: no wheels in $WHEELS: using the Python environment as it is"
 fi

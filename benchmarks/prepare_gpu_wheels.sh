@@ -3,7 +3,7 @@
 # machine without network: Python 3.12, manylinux x86-64, torch/torchvision/numpy/scipy/
 # scikit-learn/matplotlib/tensorboard already there. Only what that machine lacks is carried:
 # ssl_ext's own dependencies (fvcore, iopath, classy-vision, submitit, hydra-core, omegaconf,
-# antlr4, faiss-cpu and their small pure-Python needs; kornia when the venv has it) and lightly
+# antlr4, faiss-cpu, kornia and their small needs) and lightly
 # (the loss-speed reference). timm and the scientific stack are on the machine (KINDS.md lists them).
 # faiss-gpu is far too large to carry: the GPU kNN check uses faiss-cpu and a torch search.
 #
@@ -32,14 +32,8 @@ pinned() {
 
 # Wheels on PyPI (pure Python, or manylinux for faiss-cpu).
 BINARY="$(pinned classy-vision) $(pinned submitit) $(pinned hydra-core) $(pinned omegaconf) $(pinned faiss-cpu)
-        $(pinned yacs) $(pinned termcolor) $(pinned tabulate) $(pinned portalocker) $(pinned lightly 1.6.0)"
-# Carried only when the venv has them (dependencies still being adopted, e.g. kornia for
-# batched augmentation on the device).
-for optional in kornia kornia_rs; do
-  if "$PYTHON" -c "import importlib.metadata as m, sys; m.version(sys.argv[1])" "$optional" 2>/dev/null; then
-    BINARY="$BINARY $(pinned "$optional")"
-  fi
-done
+        $(pinned yacs) $(pinned termcolor) $(pinned tabulate) $(pinned portalocker) $(pinned kornia) $(pinned kornia_rs)
+        $(pinned lightly 1.6.0)"
 # Source-only on PyPI, pure Python: built here.
 SOURCE_ONLY="$(pinned fvcore) $(pinned iopath) $(pinned antlr4-python3-runtime 4.9.3)"
 
