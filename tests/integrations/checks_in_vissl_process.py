@@ -70,3 +70,29 @@ def test_config_errors_name_the_key():
                     "TRAINER": {"TASK_NAME": "self_supervision_task"}})
     with pytest.raises(ValueError, match="TASK_NAME=ssl_ext_task"):
         ssl_ext_hooks(cfg)
+
+
+def test_teacher_leaves_out_student_only_heads():
+    """BYOL-style: the teacher is trunk + projector; the student's predictor (last head) is student-only."""
+    from vissl.models import build_model
+    from vissl.utils.hydra_config import compose_hydra_configuration, convert_to_attrdict
+
+    from ssl_ext.integrations.vissl.task import make_vissl_teacher
+
+    vit = "config.MODEL.TRUNK.VISION_TRANSFORMERS"
+    _, cfg = convert_to_attrdict(compose_hydra_configuration([
+        "config=test/integration_test/quick_simclr", "config.MODEL.TRUNK.NAME=vision_transformer",
+        f"{vit}.IMAGE_SIZE=32", f"{vit}.PATCH_SIZE=8", f"{vit}.NUM_LAYERS=1", f"{vit}.NUM_HEADS=2",
+        f"{vit}.HIDDEN_DIM=32", f"{vit}.MLP_DIM=64",
+        "config.MODEL.HEAD.PARAMS=[[mlp,{dims:[32,16]}],[mlp,{dims:[16,16]}]]",
+    ]), dump_config=False)
+    student = build_model(cfg.MODEL, cfg.OPTIMIZER).eval()
+    teacher = make_vissl_teacher(student, student_only_heads=1).eval()
+    assert len(teacher.heads) == 1 and not any(p.requires_grad for p in teacher.parameters())
+    images = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        (teacher_out,) = teacher(images)  # a copy of trunk + projector
+        (student_out,) = student(images)  # trunk + projector + predictor
+    torch.testing.assert_close(student.heads[1](teacher_out), student_out)
+    with pytest.raises(ValueError, match="STUDENT_ONLY_HEADS=2"):
+        make_vissl_teacher(student, student_only_heads=2)

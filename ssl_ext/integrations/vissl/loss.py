@@ -26,6 +26,7 @@ Config (``config.LOSS``)::
       NUM_VIEWS: null            # crops per image; null: read from the batch
       STUDENT_VIEWS: []          # view indices given to the loss as student views; [] = all
       TEACHER_VIEWS: []          # view indices the EMA teacher encodes; [] = all
+      STUDENT_ONLY_HEADS: 0      # last heads the teacher leaves out (BYOL's predictor: 1)
       EMA_TEACHER: {ENABLED: false, MOMENTUM_START: 0.996, MOMENTUM_END: 1.0}
 
 The loss's own parameters (MSN/PMSN prototypes) are trained by VISSL's optimizer
@@ -46,7 +47,7 @@ from ssl_ext.engine.output import ModelOutput
 LOSS_NAME = "ssl_ext_loss"
 CONFIG_KEY = f"config.LOSS.{LOSS_NAME}"
 EMA_DEFAULTS = {"ENABLED": False, "MOMENTUM_START": 0.996, "MOMENTUM_END": 1.0}
-KNOWN_KEYS = ("NAME", "PARAMS", "NUM_VIEWS", "STUDENT_VIEWS", "TEACHER_VIEWS", "EMA_TEACHER")
+KNOWN_KEYS = ("NAME", "PARAMS", "NUM_VIEWS", "STUDENT_VIEWS", "TEACHER_VIEWS", "STUDENT_ONLY_HEADS", "EMA_TEACHER")
 
 
 @dataclass(frozen=True)
@@ -155,10 +156,13 @@ class SSLExtLoss(ClassyLoss):
 
     def __init__(self, loss_spec: Mapping[str, Any], num_views: Optional[int] = None,
                  student_views: Sequence[int] = (), teacher_views: Sequence[int] = (),
-                 ema_teacher: Optional[Mapping[str, Any]] = None) -> None:
+                 ema_teacher: Optional[Mapping[str, Any]] = None, student_only_heads: int = 0) -> None:
         super().__init__()
         if num_views is not None and (isinstance(num_views, bool) or not isinstance(num_views, int) or num_views < 1):
             raise ValueError(f"{CONFIG_KEY}.NUM_VIEWS must be a positive int or null, got {num_views!r}.")
+        if isinstance(student_only_heads, bool) or not isinstance(student_only_heads, int) or student_only_heads < 0:
+            raise ValueError(f"{CONFIG_KEY}.STUDENT_ONLY_HEADS must be an int >= 0, got {student_only_heads!r}.")
+        self.student_only_heads = student_only_heads
         self.loss_spec = dict(loss_spec)
         self.ssl_loss: nn.Module = build_loss(self.loss_spec)
         self.num_views = num_views
@@ -195,6 +199,7 @@ class SSLExtLoss(ClassyLoss):
             student_views=config.get("STUDENT_VIEWS") or (),
             teacher_views=config.get("TEACHER_VIEWS") or (),
             ema_teacher=config.get("EMA_TEACHER"),
+            student_only_heads=config.get("STUDENT_ONLY_HEADS") or 0,
         )
 
     def has_learned_parameters(self) -> bool:

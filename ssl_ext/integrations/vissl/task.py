@@ -139,21 +139,41 @@ def ssl_ext_get_sampler(dataset: Any, dataset_config: Mapping[str, Any], sampler
     return VisslSampler(sampler)
 
 
+def make_vissl_teacher(model: nn.Module, student_only_heads: int = 0) -> nn.Module:
+    """A frozen copy of VISSL's model without its last ``student_only_heads`` heads (e.g. BYOL's predictor).
+
+    Made before the loss's parameters are attached to the model: MSN's target network uses
+    the student's prototypes, it does not keep a copy of them. Its weights are set from the
+    student by ``EMATeacherHook.on_start`` (after DDP's broadcast) or by the checkpoint.
+    """
+    teacher = copy.deepcopy(model)
+    if student_only_heads:
+        if student_only_heads >= len(teacher.heads):
+            raise ValueError(
+                f"config.LOSS.{LOSS_NAME}.STUDENT_ONLY_HEADS={student_only_heads} but config.MODEL.HEAD.PARAMS has "
+                f"{len(teacher.heads)} heads; the teacher needs at least one."
+            )
+        teacher.heads = nn.ModuleList(list(teacher.heads)[:-student_only_heads])
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    return teacher
+
+
 @register_task(TASK_NAME)
 class SSLExtTask(SelfSupervisionTask):
     """VISSL's ``self_supervision_task`` that trains ssl_ext losses' parameters and uses ssl_ext samplers."""
 
     def _build_model(self):
         model = super()._build_model()
+        self._ssl_ext_built_loss = None
+        if self.config.LOSS["name"] != LOSS_NAME:
+            return model  # VISSL's own losses are built where VISSL builds them (some need the datasets)
         loss = super()._build_loss()
-        if isinstance(loss, SSLExtLoss):
-            if loss.ema_enabled:
-                loss.teacher = copy.deepcopy(model)
-                for parameter in loss.teacher.parameters():
-                    parameter.requires_grad_(False)
-            parameters = loss.trainable_parameters()
-            if parameters:
-                model.add_module(LOSS_PARAMETERS_MODULE, LossParameters(parameters))
+        if loss.ema_enabled:
+            loss.teacher = make_vissl_teacher(model, loss.student_only_heads)
+        parameters = loss.trainable_parameters()
+        if parameters:
+            model.add_module(LOSS_PARAMETERS_MODULE, LossParameters(parameters))
         self._ssl_ext_built_loss = loss
         return model
 
