@@ -43,6 +43,16 @@ def backend_for(cfg: DictConfig) -> str:
     return backend
 
 
+def local_cuda_index(wanted: str, local_rank: int, device_count: int) -> Optional[int]:
+    """The GPU this process uses for ``MACHINE.DEVICE=wanted``: ``cuda:N`` means N, ``cuda``/``auto`` the local
+    rank modulo the visible GPUs; None on the CPU (``cpu``, or ``auto`` without a GPU)."""
+    if wanted == "cpu" or device_count < 1:
+        return None
+    if wanted.startswith("cuda:"):
+        return int(wanted.split(":", 1)[1])
+    return local_rank % device_count
+
+
 def run_worker(cfg: DictConfig, rank: int = 0, world_size: int = 1, local_rank: int = 0, init_method: Optional[str] = None) -> Any:
     """Set up this process (logging, seeds, determinism, torch.distributed) and run the configured engine."""
     os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(local_rank)})
@@ -58,6 +68,11 @@ def run_worker(cfg: DictConfig, rank: int = 0, world_size: int = 1, local_rank: 
     # An in-process run (tests, notebooks) must not leave its determinism setting behind.
     was_deterministic, was_benchmark = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
     set_deterministic(bool(cfg.config.DETERMINISTIC))
+    gpu = local_cuda_index(str(cfg.config.MACHINE.DEVICE), local_rank, torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    if gpu is not None:
+        # Before the process group and the engine: nccl binds a rank to the current device, and engines that
+        # take torch.cuda.current_device() (feature extraction, linear eval) would put every local rank on GPU 0.
+        torch.cuda.set_device(gpu)
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend=backend_for(cfg), init_method=init_method, rank=rank, world_size=world_size)
     try:
