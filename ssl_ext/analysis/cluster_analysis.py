@@ -159,7 +159,7 @@ def _prototype_pass(cfg: DictConfig, split: str) -> Optional[Dict[str, Any]]:
     from ssl_ext.analysis.prototype_usage import MissingLossState, load_loss_state, prototype_module, prototype_usage
     from ssl_ext.benchmarks.extraction import device_for, run_sharded, single_view_dataset
     from ssl_ext.engine.builders import build_loss, build_model
-    from ssl_ext.models.weights import load_weights_init
+    from ssl_ext.engine.weights import load_weights_init
 
     c = cfg.config
     mode = str(c.ANALYSIS.PROTOTYPES)

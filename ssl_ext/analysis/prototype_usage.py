@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ssl_ext.analysis.power_law import fit_exponent_mle, kl_divergence, uniform_noise_floor
+from ssl_ext.engine import checkpoint_keys
 from ssl_ext.utils.io import torch_load
 
 
@@ -93,7 +94,7 @@ class MissingLossState(ValueError):
 def load_loss_state(loss: nn.Module, checkpoint_path: str) -> None:
     """Fill ``loss`` (built from the run's config) with the loss state of an ssl_ext checkpoint."""
     checkpoint = torch_load(checkpoint_path)
-    state = checkpoint.get("loss") if isinstance(checkpoint, dict) else None
+    state = checkpoint.get(checkpoint_keys.LOSS) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or not state:
         keys = sorted(map(str, checkpoint))[:20] if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise MissingLossState(

@@ -12,5 +12,5 @@ Engines (``config.ENGINE_NAME``; settings under ``config.BENCHMARK``):
 
 Each writes ``results.json`` and ``results.md`` (``results``), with head/medium/tail
 accuracy for long-tailed train sets (``metrics``). The evaluated weights come from
-``MODEL.WEIGHTS_INIT`` (``ssl_ext.models.weights``).
+``MODEL.WEIGHTS_INIT`` (``ssl_ext.engine.weights``).
 """

@@ -44,7 +44,7 @@ def device_for(cfg: DictConfig) -> torch.device:
 def build_frozen_trunk(cfg: DictConfig, device: Optional[torch.device] = None) -> nn.Module:
     """The trunk of ``MODEL.TRUNK`` with ``MODEL.WEIGHTS_INIT`` loaded, in eval mode, without gradients."""
     from ssl_ext.engine.builders import build_trunk
-    from ssl_ext.models.weights import load_weights_init
+    from ssl_ext.engine.weights import load_weights_init
 
     # Seeded from SEED_VALUE alone, so a random initialisation is the same on every rank and in every run.
     with torch.random.fork_rng(devices=[]):

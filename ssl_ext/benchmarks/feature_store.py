@@ -106,7 +106,7 @@ def _plain(node: Any) -> Any:
 
 
 def _weights_identity(weights_cfg: Any, seed: int) -> Dict[str, Any]:
-    from ssl_ext.models.weights import resolve_params_file, uses_random_init
+    from ssl_ext.engine.weights import resolve_params_file, uses_random_init
 
     if uses_random_init(weights_cfg):  # the trunk is initialised from SEED_VALUE alone
         return {"random_init": True, "seed": int(seed)}

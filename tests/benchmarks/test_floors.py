@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 import registry
 from ssl_ext.benchmarks import feature_store
-from ssl_ext.models.weights import WeightsInitError, load_weights_init, resolve_params_file
+from ssl_ext.engine.weights import WeightsInitError, load_weights_init, resolve_params_file
 
 
 def test_pixels_trunk_runs_through_extraction_and_knn_like_a_trained_trunk(digits_cfg):

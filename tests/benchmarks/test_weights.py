@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 
 import registry
 from ssl_ext.engine.model import SSLModel, make_teacher
-from ssl_ext.models.weights import WeightsInitError, load_weights_file, load_weights_init, strip_wrapper_prefixes
+from ssl_ext.engine.weights import WeightsInitError, load_weights_file, load_weights_init, strip_wrapper_prefixes
 
 # Small instances of every built-in trunk (timm-style: one round trip per registered name).
 TRUNK_SPECS = {

@@ -3,7 +3,8 @@
 ``load_weights_init(module, weights_cfg)`` fills ``module`` (a trunk or a whole
 ``SSLModel``) from one of:
 
-* an ssl_ext training checkpoint (``{"model": student, "teacher": EMA teacher, ...}``),
+* an ssl_ext training checkpoint (entries named in ``ssl_ext.engine.checkpoint_keys``:
+  ``{"model": student, "teacher": EMA teacher, ...}``),
   choosing the student or the teacher with ``SOURCE``;
 * a VISSL checkpoint (``classy_state_dict -> base_model -> model -> {trunk, heads}``);
 * checkpoints of other SSL code bases that keep the network under a named entry
@@ -30,6 +31,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from ssl_ext.engine import checkpoint_keys
+
 logger = logging.getLogger(__name__)
 
 # Longest first, so "module.backbone." style chains strip one wrapper at a time in a stable order.
@@ -43,8 +46,8 @@ WRAPPER_PREFIXES: Tuple[str, ...] = (
 )
 # Entries of a checkpoint dict that hold a network, per requested source, most specific first.
 NESTED_MODEL_KEYS: Dict[str, Tuple[str, ...]] = {
-    "student": ("model", "student", "encoder", "state_dict", "model_state_dict", "network"),
-    "teacher": ("teacher", "target_encoder", "momentum_encoder", "ema"),
+    "student": (checkpoint_keys.STUDENT, "student", "encoder", "state_dict", "model_state_dict", "network"),
+    "teacher": (checkpoint_keys.TEACHER, "target_encoder", "momentum_encoder", "ema"),
 }
 VALID_SOURCES = tuple(NESTED_MODEL_KEYS)
 
