@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGET=${1:-.cache/vissl}
+PYTHON=${PYTHON:-.venv/bin/python}  # the interpreter that will run VISSL (same minor version as the install)
 REQUIREMENTS="vissl==0.1.6 setuptools<81"
 STAMP="$TARGET/.ssl_ext_stamp"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$REQUIREMENTS" ]; then
@@ -17,7 +18,7 @@ echo "[setup] installing $REQUIREMENTS into $TARGET (isolated, for the VISSL int
 rm -rf "$TARGET"
 mkdir -p "$(dirname "$TARGET")"
 # shellcheck disable=SC2086
-.venv/bin/python -m pip install --quiet --no-deps --target "$TARGET" $REQUIREMENTS 2>&1 | grep -v "is ignored" || true
+"$PYTHON" -m pip install --quiet --no-deps --target "$TARGET" $REQUIREMENTS 2>&1 | grep -v "is ignored" || true
 [ -f "$TARGET/vissl/__init__.py" ] && [ -f "$TARGET/pkg_resources/__init__.py" ] \
   || { echo "[setup] installing VISSL into $TARGET failed; see the pip output above" >&2; exit 1; }
 echo "$REQUIREMENTS" > "$STAMP"

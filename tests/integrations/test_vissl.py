@@ -25,7 +25,8 @@ DRIVER = Path(__file__).with_name("vissl_driver.py")
 @pytest.fixture(scope="module")
 def vissl_install():
     """The isolated VISSL install (made by tools/setup_env.sh --test; made here if missing, reused when stamped)."""
-    subprocess.run(["bash", str(REPO / "tools" / "setup_vissl.sh")], check=True, cwd=REPO)
+    subprocess.run(["bash", str(REPO / "tools" / "setup_vissl.sh")], check=True, cwd=REPO,
+                   env={**os.environ, "PYTHON": sys.executable})
     return VISSL_DIR
 
 
