@@ -244,3 +244,13 @@ def test_swav_and_dino_name_the_width_to_fix():
         _dino()(make_output(_views(2, dim=3), _views(2, dim=3)), {})
     with pytest.raises(ValueError, match="code_views"):
         _swav(code_views=[0, 5])(make_output(_views(2)), {})
+
+
+def test_new_methods_have_full_scale_and_cpu_tiny_configs():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "configs_yaml" / "pretrain"
+    for method in ("swav", "pswav", "dino", "pdino", "mae", "data2vec"):
+        names = sorted(p.stem for p in (root / method).glob("*.yaml"))
+        assert f"{method}_cpu_tiny" in names, method
+        assert any(not n.endswith("_cpu_tiny") for n in names), method
