@@ -209,8 +209,9 @@ def train_class_groups(dataset: Dataset, cfg: DictConfig) -> Optional[Dict[str, 
     groups_fn = getattr(base, "class_groups", None)
     if groups_fn is None:
         return None
-    long_tail = cfg.config.DATA.TRAIN.LONG_TAIL
-    groups = groups_fn(int(long_tail.HEAD_MIN), int(long_tail.TAIL_MAX))
+    from ssl_ext.data.long_tail import group_thresholds
+
+    groups = groups_fn(*group_thresholds(cfg.config.DATA.TRAIN))
     return {name: [int(c) for c in groups[name]] for name in ("head", "medium", "tail")}
 
 

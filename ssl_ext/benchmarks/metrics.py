@@ -3,7 +3,8 @@
 Class groups follow the iNaturalist / long-tail convention (Liu et al. 2019,
 "Large-Scale Long-Tailed Recognition in an Open World", arXiv:1904.05160): a
 class is *head* when it has more than ``head_min`` training images, *tail* when
-it has fewer than ``tail_max``, and *medium* otherwise. A group's accuracy is
+it has fewer than ``tail_max``, and *medium* otherwise; the thresholds are the
+dataset's (catalog) unless the config sets them (``ssl_ext.data.long_tail.group_thresholds``). A group's accuracy is
 the top-1 accuracy over the validation images whose label is in the group
 (images, not classes, are averaged; with a balanced val set the two agree).
 """
@@ -68,6 +69,8 @@ def class_groups_for(
         return None
     if known:
         return {name: [int(c) for c in known.get(name, [])] for name in GROUP_NAMES}
+    from ssl_ext.data.long_tail import group_thresholds
+
     counts = np.bincount(np.asarray(train_labels, dtype=np.int64), minlength=num_classes)
     long_tail = cfg.config.DATA.TRAIN.LONG_TAIL
     if mode == "auto":
@@ -75,7 +78,7 @@ def class_groups_for(
         imbalanced = present.size > 0 and present.max() > AUTO_IMBALANCE_RATIO * present.min()
         if not (bool(long_tail.ENABLED) or imbalanced):
             return None
-    return class_groups_from_counts(counts, int(long_tail.HEAD_MIN), int(long_tail.TAIL_MAX))
+    return class_groups_from_counts(counts, *group_thresholds(cfg.config.DATA.TRAIN))
 
 
 def classification_metrics(

@@ -5,6 +5,7 @@ Format (JSON or YAML; keys starting with ``_`` are comments)::
     my_inat:                     # the name used in config.DATA.TRAIN.DATASET_NAMES
       train: /data/inat/train    # one path ...
       val: [/data/inat/val_images.npy, /data/inat/val_labels.npy]   # ... or several (disk_filelist)
+      class_groups: {head_min: 100, tail_max: 20}   # optional: head > 100 train images, tail < 20
 
 The built-in entries live in ``configs_yaml/datasets/catalog.json``. A user adds or
 overrides entries with a file of their own, named by ``config.DATA.DATASET_CATALOG``
@@ -68,6 +69,9 @@ def load_catalog_file(path: str) -> Catalog:
             raise ValueError(f"Dataset catalog {path!r}: entry {name!r} must map splits (train/val) to paths, got {splits!r}.")
         entry = {}
         for split, paths in splits.items():
+            if split == CLASS_GROUPS_KEY:  # evaluation thresholds, read by class_group_thresholds
+                _check_class_groups(path, name, paths)
+                continue
             paths = [paths] if isinstance(paths, str) else paths
             if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p for p in paths):
                 raise ValueError(
@@ -76,6 +80,38 @@ def load_catalog_file(path: str) -> Catalog:
             entry[str(split).lower()] = [_expand(p) for p in paths]
         catalog[str(name)] = entry
     return catalog
+
+
+CLASS_GROUPS_KEY = "class_groups"
+
+
+def _check_class_groups(path: str, name: str, value: object) -> None:
+    ok = isinstance(value, dict) and set(value) == {"head_min", "tail_max"} and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value.values()
+    )
+    if not ok or value["tail_max"] > value["head_min"] + 1:
+        raise ValueError(
+            f"Dataset catalog {path!r}: {name}.{CLASS_GROUPS_KEY} must be {{head_min: int, tail_max: int}} with "
+            f"0 <= tail_max <= head_min + 1, got {value!r}."
+        )
+
+
+def class_group_thresholds(dataset_name: str) -> Optional[Tuple[int, int]]:
+    """(head_min, tail_max) of ``dataset_name``'s ``class_groups`` in the catalog (later files win), or None.
+
+    One set per dataset, so the demo, the study and every config that does not set
+    ``LONG_TAIL.HEAD_MIN``/``TAIL_MAX`` split head/medium/tail the same way (ssl_ext.data.long_tail).
+    """
+    found = None
+    for path in [str(builtin_catalog_file()), *_user_files]:
+        load_catalog_file(path)  # validates, naming the file
+        expanded = _expand(path)
+        with open(expanded, encoding="utf-8") as f:
+            raw = json.load(f) if expanded.endswith(".json") else yaml.safe_load(f)
+        groups = ((raw or {}).get(dataset_name) or {}).get(CLASS_GROUPS_KEY) if isinstance(raw, dict) else None
+        if groups:
+            found = (int(groups["head_min"]), int(groups["tail_max"]))
+    return found
 
 
 def add_catalog_file(path: str) -> None:

@@ -12,25 +12,35 @@ iNaturalist's histogram). Every kept class has at least one image.
 
 ``n_max`` defaults to the size of the smallest class of the source, so every
 class can supply its quota; which images are kept is drawn from ``seed`` alone
-(independent of the training seed, so a subset stays fixed across runs). Class
-``class_order="index"`` makes label 0 the head, as in CIFAR-LT; ``random`` draws the
-order from ``seed``.
+(independent of the training seed, so a subset stays fixed across runs). Which
+class becomes the head is ``class_order``: ``random`` (the default in configs) draws
+a permutation from ``class_order_seed``; ``index`` makes label 0 the head, as in
+CIFAR-LT; an explicit list of class ids gives the order head first. With a fixed
+order, "tail accuracy" partly measures which classes happen to be easy (on
+Fashion-MNIST, ``index`` makes Sneaker, Bag and Ankle boot the tail, easy classes),
+so studies average over several class-order seeds.
 
 Class groups for evaluation follow iNaturalist's convention: head classes have
 more than ``head_min`` (100) training images, tail classes fewer than ``tail_max``
-(20), medium the rest. ``write_class_histogram`` records the histogram and the
-groups as JSON in the run directory.
+(20), medium the rest. There is one set of thresholds per dataset, in the dataset
+catalog (``class_groups: {head_min, tail_max}`` of the entry named by
+``DATASET_NAMES``, else of the entry named like the data source); a config's
+``LONG_TAIL.HEAD_MIN``/``TAIL_MAX`` override it when >= 0 (``group_thresholds``).
+``write_class_histogram`` records the histogram and the groups as JSON in the run
+directory.
 """
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from torch.utils.data import Dataset, Subset
 
 PROFILES = ("exponential", "power_law")
+# The iNaturalist thresholds, used when neither the config nor the catalog sets them.
+DEFAULT_HEAD_MIN, DEFAULT_TAIL_MAX = 100, 20
 CLASS_ORDERS = ("index", "random")
 HISTOGRAM_FILE = "class_histogram.json"
 
@@ -95,13 +105,18 @@ class LongTailSubset(Subset):
         self.class_counts = np.bincount(np.asarray(self.targets, dtype=np.int64), minlength=self.num_classes)
         self.settings = settings
 
-    def class_groups(self, head_min: int = 100, tail_max: int = 20) -> Dict[str, List[int]]:
-        return class_groups(self.class_counts, head_min, tail_max)
+    def thresholds(self, head_min: int = -1, tail_max: int = -1) -> Tuple[int, int]:
+        """The given thresholds; -1 takes the ones resolved when the subset was built from a config."""
+        default = self.settings.get("thresholds", (DEFAULT_HEAD_MIN, DEFAULT_TAIL_MAX))
+        return (head_min if head_min >= 0 else int(default[0])), (tail_max if tail_max >= 0 else int(default[1]))
 
-    def histogram(self, head_min: int = 100, tail_max: int = 20) -> Dict[str, Any]:
-        return histogram_record(self.class_counts, head_min, tail_max, long_tail=self.settings)
+    def class_groups(self, head_min: int = -1, tail_max: int = -1) -> Dict[str, List[int]]:
+        return class_groups(self.class_counts, *self.thresholds(head_min, tail_max))
 
-    def write_histogram(self, run_dir: str, head_min: int = 100, tail_max: int = 20) -> str:
+    def histogram(self, head_min: int = -1, tail_max: int = -1) -> Dict[str, Any]:
+        return histogram_record(self.class_counts, *self.thresholds(head_min, tail_max), long_tail=self.settings)
+
+    def write_histogram(self, run_dir: str, head_min: int = -1, tail_max: int = -1) -> str:
         return write_class_histogram(self, run_dir, head_min, tail_max)
 
 
@@ -126,13 +141,18 @@ def histogram_record(counts: np.ndarray, head_min: int, tail_max: int, long_tail
     }
 
 
-def write_class_histogram(dataset: Any, run_dir: str, head_min: int = 100, tail_max: int = 20) -> str:
-    """Write ``<run_dir>/class_histogram.json`` (counts, groups, long-tail settings) atomically; return its path."""
+def write_class_histogram(dataset: Any, run_dir: str, head_min: int = -1, tail_max: int = -1) -> str:
+    """Write ``<run_dir>/class_histogram.json`` (counts, groups, long-tail settings) atomically; return its path.
+
+    Thresholds of -1 are the subset's own (resolved from its config and the catalog), else iNaturalist's.
+    """
     from ssl_ext.utils.io import atomic_write_text
 
     if isinstance(dataset, LongTailSubset):
         record = dataset.histogram(head_min, tail_max)
     else:
+        head_min = head_min if head_min >= 0 else DEFAULT_HEAD_MIN
+        tail_max = tail_max if tail_max >= 0 else DEFAULT_TAIL_MAX
         record = histogram_record(class_counts_of(dataset), head_min, tail_max)
     path = os.path.join(run_dir, HISTOGRAM_FILE)
     atomic_write_text(path, json.dumps(record, indent=1) + "\n")
@@ -145,11 +165,13 @@ def make_long_tailed(
     imbalance_ratio: float = 100.0,
     seed: int = 0,
     head_size: int = 0,
-    class_order: str = "index",
+    class_order: Union[str, Sequence[int]] = "index",
+    class_order_seed: Optional[int] = None,
 ) -> LongTailSubset:
-    """A long-tailed subset of ``dataset`` (which must expose ``targets``); see the module docstring."""
-    if class_order not in CLASS_ORDERS:
-        raise ValueError(f"make_long_tailed: class_order must be one of {list(CLASS_ORDERS)}, got {class_order!r}.")
+    """A long-tailed subset of ``dataset`` (which must expose ``targets``); see the module docstring.
+
+    ``class_order_seed`` (default: ``seed``) draws the ``random`` order, independently of which images are kept.
+    """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"LONG_TAIL.SEED must be an int >= 0, got {seed!r}.")
     if isinstance(head_size, bool) or not isinstance(head_size, int) or head_size < 0:
@@ -160,7 +182,7 @@ def make_long_tailed(
     if present.size == 0:
         raise ValueError("make_long_tailed: the dataset has no labelled images.")
     rng = np.random.default_rng([seed, 0x17])
-    order = rng.permutation(present) if class_order == "random" else present
+    order = resolve_class_order(class_order, present, seed if class_order_seed is None else class_order_seed)
     head = head_size or int(counts[present].min())
     sizes = long_tail_class_sizes(order.size, head, profile, imbalance_ratio)
     short = np.flatnonzero(sizes > counts[order])
@@ -179,5 +201,72 @@ def make_long_tailed(
     rank_in_class[shuffled] = np.arange(targets.size) - starts[targets[shuffled]]
     kept = np.flatnonzero(rank_in_class < quota[targets])
     settings = {"profile": profile, "imbalance_ratio": float(imbalance_ratio), "seed": seed, "head_size": head,
-                "class_order": [int(c) for c in order]}
+                "class_order": [int(c) for c in order],
+                "class_order_rule": class_order if isinstance(class_order, str) else "explicit",
+                "class_order_seed": None if class_order != "random" else int(seed if class_order_seed is None else class_order_seed)}
     return LongTailSubset(dataset, kept, targets, settings)
+
+
+def resolve_class_order(class_order: Union[str, Sequence[int]], present: np.ndarray, seed: int) -> np.ndarray:
+    """Classes head first: ``index``, a ``random`` permutation from ``seed``, or an explicit list.
+
+    An explicit list may be given as a sequence of ints or as a comma-separated string
+    (``"7,3,0,..."``, the form a YAML string key takes); it must hold every class that has images, once.
+    """
+    if isinstance(class_order, str) and "," not in class_order and not class_order.strip().isdigit():
+        if class_order not in CLASS_ORDERS:
+            raise ValueError(
+                f"LONG_TAIL.CLASS_ORDER must be random, index or a list of class ids head first "
+                f"(e.g. '3,1,0,2'), got {class_order!r}."
+            )
+        if class_order == "index":
+            return present
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"LONG_TAIL.CLASS_ORDER_SEED must be an int >= 0, got {seed!r}.")
+        return np.random.default_rng([seed, 0xC1A55]).permutation(present)
+    try:
+        ids = [int(c) for c in (class_order.split(",") if isinstance(class_order, str) else class_order)]
+    except (TypeError, ValueError):
+        raise ValueError(f"LONG_TAIL.CLASS_ORDER: {class_order!r} is not a list of class ids.") from None
+    if sorted(ids) != sorted(int(c) for c in present):
+        raise ValueError(
+            f"LONG_TAIL.CLASS_ORDER={class_order!r} must list every class with images exactly once, head first; "
+            f"the classes are {[int(c) for c in present]}."
+        )
+    return np.asarray(ids, dtype=np.int64)
+
+
+def _catalog_thresholds(split_cfg: Any) -> Optional[Tuple[int, int]]:
+    from ssl_ext.data.catalog import class_group_thresholds
+
+    names = [str(n) for n in (split_cfg.get("DATASET_NAMES") or []) if str(n)]
+    sources = [str(s) for s in (split_cfg.get("DATA_SOURCES") or [])]
+    for name in names[:1] + sources[:1]:
+        found = class_group_thresholds(name)
+        if found is not None:
+            return found
+    return None
+
+
+def group_thresholds(split_cfg: Any) -> Tuple[int, int]:
+    """(head_min, tail_max) for ``DATA.<split>``: the config's when >= 0, else the catalog's, else 100 / 20."""
+    long_tail = split_cfg.get("LONG_TAIL") or {}
+    head_min, tail_max = int(long_tail.get("HEAD_MIN", -1)), int(long_tail.get("TAIL_MAX", -1))
+    if head_min >= 0 and tail_max >= 0:
+        return head_min, tail_max
+    catalog_head, catalog_tail = _catalog_thresholds(split_cfg) or (DEFAULT_HEAD_MIN, DEFAULT_TAIL_MAX)
+    return (head_min if head_min >= 0 else catalog_head), (tail_max if tail_max >= 0 else catalog_tail)
+
+
+def long_tailed_from_config(dataset: Dataset, split_cfg: Any) -> LongTailSubset:
+    """``make_long_tailed`` with ``DATA.<split>.LONG_TAIL``'s settings; the subset remembers its group thresholds."""
+    long_tail = split_cfg.LONG_TAIL
+    order = long_tail.get("CLASS_ORDER", "random")
+    order = order if isinstance(order, str) else [int(c) for c in order]
+    subset = make_long_tailed(
+        dataset, profile=str(long_tail.PROFILE), imbalance_ratio=float(long_tail.IMBALANCE_RATIO),
+        seed=int(long_tail.SEED), head_size=int(long_tail.get("HEAD_SIZE", 0)), class_order=order,
+        class_order_seed=int(long_tail.get("CLASS_ORDER_SEED", long_tail.SEED)),
+    )
+    subset.settings["thresholds"] = list(group_thresholds(split_cfg))
+    return subset

@@ -101,11 +101,9 @@ def build_raw_dataset(cfg: DictConfig, split: str = "TRAIN") -> Dataset:
     dataset = datasets[0] if len(datasets) == 1 else _Concat(datasets)
     long_tail = split_cfg.get("LONG_TAIL")
     if long_tail is not None and long_tail.ENABLED:
-        from ssl_ext.data.long_tail import make_long_tailed
+        from ssl_ext.data.long_tail import long_tailed_from_config
 
-        dataset = make_long_tailed(
-            dataset, profile=str(long_tail.PROFILE), imbalance_ratio=float(long_tail.IMBALANCE_RATIO), seed=int(long_tail.SEED)
-        )
+        dataset = long_tailed_from_config(dataset, split_cfg)
     return dataset
 
 

@@ -99,7 +99,7 @@ def test_histogram_json_in_run_dir(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs,match", [({"profile": "zipf"}, "PROFILE"), ({"imbalance_ratio": 0.5}, "IMBALANCE_RATIO"),
-                                          ({"seed": -1}, "SEED"), ({"class_order": "size"}, "class_order")])
+                                          ({"seed": -1}, "SEED"), ({"class_order": "size"}, "CLASS_ORDER")])
 def test_bad_settings_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_long_tailed(CIFAR10_LIKE, **{"profile": "exponential", "imbalance_ratio": 10.0, **kwargs})
@@ -119,3 +119,50 @@ def test_long_tailed_digits_real_images():
         original = digits.source_indices[lt.indices[k]]
         assert label == bunch.target[original]
         assert np.array_equal(np.asarray(image), np.round(bunch.images[original] * 255 / 16).astype(np.uint8))
+
+
+def test_class_order_random_index_and_explicit():
+    """random draws the head from its own seed (the kept images from SEED); index makes label 0 the head;
+    an explicit order (list or the comma-separated string a YAML key holds) is followed exactly."""
+    by_seed = {s: make_long_tailed(CIFAR10_LIKE, "exponential", 10.0, seed=0, head_size=100, class_order="random",
+                                   class_order_seed=s).settings["class_order"] for s in range(4)}
+    assert all(sorted(o) == list(range(10)) for o in by_seed.values()) and len({tuple(o) for o in by_seed.values()}) == 4
+    again = make_long_tailed(CIFAR10_LIKE, "exponential", 10.0, seed=5, head_size=100, class_order="random", class_order_seed=2)
+    assert again.settings["class_order"] == by_seed[2]  # the order does not depend on the image seed
+    index = make_long_tailed(CIFAR10_LIKE, "exponential", 10.0, seed=0, head_size=100, class_order="index")
+    assert index.class_counts.tolist() == long_tail_class_sizes(10, 100, "exponential", 10.0).tolist()
+    for explicit in ([9, 8, 7, 6, 5, 4, 3, 2, 1, 0], "9,8,7,6,5,4,3,2,1,0"):
+        lt = make_long_tailed(CIFAR10_LIKE, "exponential", 10.0, seed=0, head_size=100, class_order=explicit)
+        assert lt.class_counts.tolist() == index.class_counts.tolist()[::-1]
+    with pytest.raises(ValueError, match="every class with images exactly once"):
+        make_long_tailed(CIFAR10_LIKE, "exponential", 10.0, class_order="1,2,3")
+    with pytest.raises(ValueError, match="CLASS_ORDER must be random, index"):
+        make_long_tailed(CIFAR10_LIKE, "exponential", 10.0, class_order="sorted")
+
+
+def test_config_order_seed_and_catalog_thresholds(tmp_path):
+    """The config's LONG_TAIL section reaches the subset; head/medium/tail thresholds come from the dataset's
+    catalog entry unless the config sets them, and a user catalog can change a dataset's thresholds."""
+    from omegaconf import OmegaConf
+
+    from ssl_ext.data.catalog import add_catalog_file, clear_user_catalogs
+    from ssl_ext.data.long_tail import group_thresholds, long_tailed_from_config
+
+    split = OmegaConf.create({"DATA_SOURCES": ["digits"], "DATASET_NAMES": [""], "LONG_TAIL": {
+        "ENABLED": True, "PROFILE": "exponential", "IMBALANCE_RATIO": 10.0, "SEED": 0, "HEAD_SIZE": 100,
+        "CLASS_ORDER": "random", "CLASS_ORDER_SEED": 3, "HEAD_MIN": -1, "TAIL_MAX": -1}})
+    lt = long_tailed_from_config(CIFAR10_LIKE, split)
+    assert lt.settings["class_order_seed"] == 3 and lt.class_counts.max() == 100
+    assert group_thresholds(split) == (100, 20) and lt.thresholds() == (100, 20)  # catalog entry "digits"
+    split.LONG_TAIL.TAIL_MAX = 30
+    assert group_thresholds(split) == (100, 30)
+    split.LONG_TAIL.TAIL_MAX = -1
+    (tmp_path / "mine.yaml").write_text("digits:\n  class_groups: {head_min: 50, tail_max: 15}\n")
+    try:
+        add_catalog_file(str(tmp_path / "mine.yaml"))
+        assert group_thresholds(split) == (50, 15)
+        (tmp_path / "bad.yaml").write_text("digits:\n  class_groups: {head_min: 5, tail_max: 15}\n")
+        with pytest.raises(ValueError, match="bad.yaml.*digits.class_groups"):
+            add_catalog_file(str(tmp_path / "bad.yaml"))
+    finally:
+        clear_user_catalogs()
