@@ -10,10 +10,17 @@ one after the other in the same processes, so a suite launched on N ranks runs
 every benchmark on N ranks. Every config is composed and validated before the
 first benchmark starts, so a typo in the last entry does not waste the others.
 The suite writes ``results.json`` and ``results.md`` with one row per benchmark
-result row, prefixed with the benchmark name.
+result row, prefixed with the benchmark name and the ``model`` evaluated.
+
+Floors (``BENCHMARK.SUITE.FLOORS``, both by default): every benchmark also runs
+on ``pixels`` (the raw-pixel trunk, the image at the benchmark's evaluation size
+and channels) and on ``random_init`` (the suite's trunk at its seeded random
+initialisation), with the same probe, and their rows follow the model's. A number
+that does not beat its floors says the pretraining learned nothing useful there.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from typing import Any, Dict, List
@@ -26,6 +33,8 @@ from ssl_ext.utils import distributed as du
 
 logger = logging.getLogger(__name__)
 CARRIED_OVER = ("MODEL.TRUNK", "MODEL.WEIGHTS_INIT", "MACHINE", "DISTRIBUTED", "SEED_VALUE", "PLUGINS")
+FLOORS = ("pixels", "random_init")
+FLOOR_LABELS = {"pixels": "floor: raw pixels", "random_init": "floor: random-init trunk"}
 
 
 def _entries(cfg: DictConfig) -> List[Dict[str, Any]]:
@@ -66,27 +75,72 @@ def compose_benchmark(cfg: DictConfig, entry: Dict[str, Any], suite_dir: str) ->
     return sub
 
 
+def floors_of(cfg: DictConfig) -> List[str]:
+    """``BENCHMARK.SUITE.FLOORS`` checked; ``random_init`` is dropped when the model itself is random init."""
+    from ssl_ext.engine.weights import uses_random_init
+
+    floors = [str(f) for f in (cfg.config.BENCHMARK.SUITE.get("FLOORS", list(FLOORS)) or [])]
+    unknown = [f for f in floors if f not in FLOORS]
+    if unknown:
+        raise ValueError(f"config.BENCHMARK.SUITE.FLOORS: unknown floor(s) {unknown}; known: {list(FLOORS)}")
+    if uses_random_init(cfg.config.MODEL.WEIGHTS_INIT):
+        floors = [f for f in floors if f != "random_init"]
+    return floors
+
+
+def floor_config(sub: DictConfig, floor: str) -> DictConfig:
+    """The benchmark config ``sub`` turned into one of its floors (same data, transform and probe)."""
+    sub = copy.deepcopy(sub)
+    sub.config.CHECKPOINT.DIR = os.path.join(str(sub.config.CHECKPOINT.DIR), f"floor_{floor}")
+    OmegaConf.update(sub, "config.MODEL.WEIGHTS_INIT.RANDOM_INIT", True, merge=False)
+    if floor == "pixels":
+        transform = OmegaConf.to_container(sub.config.DATA.VAL.TRANSFORM.PARAMS, resolve=True) or {}
+        trunk = OmegaConf.to_container(sub.config.MODEL.TRUNK.PARAMS, resolve=True) or {}
+        channels = int(transform.get("channels", trunk.get("in_channels", 3)))
+        size = int(transform.get("size", trunk.get("img_size", 16)))
+        OmegaConf.update(sub, "config.MODEL.TRUNK", {"NAME": "pixels", "PARAMS": {"in_channels": channels, "image_size": size}}, merge=False)
+        OmegaConf.update(sub, "config.BENCHMARK.FEATURES.LAYERS", [], merge=False)
+    return sub
+
+
+def model_label(cfg: DictConfig) -> str:
+    from ssl_ext.engine.weights import uses_random_init
+
+    if uses_random_init(cfg.config.MODEL.WEIGHTS_INIT):
+        return "random init"
+    weights = str(cfg.config.MODEL.WEIGHTS_INIT.PARAMS_FILE).rstrip("/")
+    return os.path.basename(weights) or weights
+
+
 @registry.register_engine("benchmark_suite")
 def benchmark_suite_engine(cfg: DictConfig) -> Dict[str, Any]:
     suite_dir = output_dir(cfg, "benchmark_suite")
     entries = _entries(cfg)
+    floors = floors_of(cfg)
     # Rank 0 composes (hydra writes a search folder) and every rank gets the same configs.
     containers = None
     if du.is_primary():
         containers = [OmegaConf.to_container(compose_benchmark(cfg, e, suite_dir), resolve=True) for e in entries]
     containers = du.broadcast_object(containers)
+    label = model_label(cfg)
     rows, results = [], {}
     for entry, container in zip(entries, containers):
         sub = OmegaConf.create(container)
         engine_name = str(sub.config.ENGINE_NAME)
-        logger.info("benchmark_suite: running %s (%s, engine %s)", entry["NAME"], entry["CONFIG"], engine_name)
-        result = registry.build_engine(engine_name, cfg=sub) or {}
-        results[entry["NAME"]] = {"config": entry["CONFIG"], "engine": engine_name, "files": result.get("files")}
-        rows += [{"benchmark": entry["NAME"], "engine": engine_name, **row} for row in result.get("rows", [])]
+        runs = [(label, sub)] + [(FLOOR_LABELS[f], floor_config(sub, f)) for f in floors]
+        for run_label, run_cfg in runs:
+            logger.info("benchmark_suite: running %s (%s, engine %s) on %s", entry["NAME"], entry["CONFIG"], engine_name, run_label)
+            result = registry.build_engine(engine_name, cfg=run_cfg) or {}
+            if run_label == label:
+                results[entry["NAME"]] = {"config": entry["CONFIG"], "engine": engine_name, "files": result.get("files")}
+            else:
+                results[entry["NAME"]].setdefault("floors", {})[run_label] = result.get("files")
+            rows += [{"benchmark": entry["NAME"], "model": run_label, "engine": engine_name, **row} for row in result.get("rows", [])]
     summary = {
         "engine": "benchmark_suite",
         "weights_init": OmegaConf.to_container(cfg.config.MODEL.WEIGHTS_INIT, resolve=True),
         "trunk": OmegaConf.to_container(cfg.config.MODEL.TRUNK, resolve=True),
+        "floors": floors,
         "benchmarks": results,
         "rows": rows,
     }

@@ -18,7 +18,7 @@ from ssl_ext.utils.io import atomic_write_text
 
 # Column order of the markdown table; other keys follow in first-seen order.
 PREFERRED_COLUMNS = (
-    "benchmark", "engine", "layer", "method", "subset", "k", "lr", "weight_decay",
+    "benchmark", "model", "engine", "layer", "method", "subset", "k", "lr", "weight_decay",
     "top1", "top5", "head", "medium", "tail", "draws", "epochs", "seconds",
 )
 

@@ -3,6 +3,7 @@ import importlib.util
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -41,11 +42,20 @@ def test_suite_runs_each_benchmark_on_the_given_weights(tmp_path, digits_cfg):
     code = suite_command()([f"config={tmp_path / 'suite.yaml'}", "--weights", str(weights), f"config.CHECKPOINT.DIR={out}"])
     assert code == 0
     summary = json.loads((out / "benchmark_suite" / "results.json").read_text())
-    assert [(r["benchmark"], r["engine"]) for r in summary["rows"]] == [("knn20", "knn"), ("linear", "linear_eval")]
-    assert summary["weights_init"]["PARAMS_FILE"] == str(weights)
+    # Both floors follow the model's row of every benchmark by default (pixels at the benchmark's 16x16 grey).
+    models = ["weights.pth", "floor: raw pixels", "floor: random-init trunk"]
+    assert [(r["benchmark"], r["model"], r["layer"]) for r in summary["rows"]] == [
+        (name, model, "pixels" if "pixels" in model else "stage2") for name in ("knn20", "linear") for model in models
+    ]
+    assert summary["weights_init"]["PARAMS_FILE"] == str(weights) and summary["floors"] == ["pixels", "random_init"]
     table = (out / "benchmark_suite" / "results.md").read_text()
-    assert "| knn20 | knn | stage2 |" in table and "| linear | linear_eval | stage2 |" in table
+    assert "| knn20 | weights.pth | knn | stage2 |" in table and "| linear | floor: raw pixels | linear_eval | pixels |" in table
     assert (out / "benchmark_suite" / "knn20" / "knn" / "results.json").exists()
+    pixel_features = out / "benchmark_suite" / "knn20" / "floor_pixels" / "features" / "val" / "pixels_features.npy"
+    assert pixel_features.exists() and np.load(pixel_features).shape == (360, 256)
+    # The random-init floor is the same trunk at its seeded initialisation: not the loaded weights.
+    rows = {(r["benchmark"], r["model"]): r["top1"] for r in summary["rows"]}
+    assert rows["knn20", "floor: random-init trunk"] != rows["knn20", "weights.pth"]
 
     # The suite's row is exactly what the benchmark gives on its own with the same weights and trunk.
     digits_cfg.config.MODEL.TRUNK.PARAMS = {"in_channels": 1, "widths": [8], "out_dim": 16}
