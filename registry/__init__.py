@@ -169,8 +169,21 @@ def _also_register_with_classy_vision(name, cls):
     # Lets Classy Vision / VISSL trainers build our losses by name.
     from classy_vision.losses import LOSS_REGISTRY, register_loss as classy_register_loss
 
-    if LOSS_REGISTRY.get(name) is not cls:
-        classy_register_loss(name)(cls)
+    taken_by = LOSS_REGISTRY.get(name)
+    if taken_by is cls:
+        return
+    if taken_by is not None:
+        # Another framework got there first (VISSL registers its own swav_loss and dino_loss): keep its
+        # entry rather than fail `import ssl_ext`; ours stays in LOSSES (and VISSL's ssl_ext_loss adapter).
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "Classy Vision's loss registry already has %r (%s.%s); ssl_ext's %r is not registered there under that "
+            "name. Build it with registry.build_loss, or in VISSL with ssl_ext_loss {NAME: %s}.",
+            name, getattr(taken_by, "__module__", "?"), getattr(taken_by, "__qualname__", taken_by), name, name,
+        )
+        return
+    classy_register_loss(name)(cls)
 
 
 register_loss = LOSSES.decorator(after=_also_register_with_classy_vision)

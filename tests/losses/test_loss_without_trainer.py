@@ -58,19 +58,26 @@ def test_a_list_of_head_outputs_is_refused_with_the_same_message():
 
 
 def run_fresh(code: str) -> dict:
-    """Run ``code`` in a new interpreter; it prints one JSON line last."""
+    """Run ``code`` in a new interpreter; it prints one JSON line last (stderr comes back as "stderr")."""
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return {**json.loads(out.stdout.strip().splitlines()[-1]), "stderr": out.stderr}
 
 
 # One fresh interpreter for both checks (each costs seconds of imports on a busy machine).
 IMPORT_THEN_CALL_LIKE_CLASSY = """
-import json, sys
+import json, logging, sys
 import torch
+from classy_vision.losses import ClassyLoss, LOSS_REGISTRY, build_loss, register_loss
+
+@register_loss("dino_loss")  # as VISSL's own dino_loss does when vissl.losses is imported first
+class OtherFrameworksDino(ClassyLoss):
+    pass
+
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 import ssl_ext
-from classy_vision.losses import LOSS_REGISTRY, build_loss
 registered = sorted(n for n, cls in LOSS_REGISTRY.items() if cls.__module__.startswith("ssl_ext."))
+kept_other_frameworks = LOSS_REGISTRY["dino_loss"] is OtherFrameworksDino
 plugins_imported = "ssl_ext.plugins" in sys.modules  # a registry look-up would import every plugin folder
 messages = {}
 for name in registered:
@@ -80,7 +87,8 @@ for name in registered:
         messages[name] = None
     except Exception as exc:
         messages[name] = [type(exc).__name__, str(exc)]
-print(json.dumps({"registered": registered, "plugins_imported": plugins_imported, "messages": messages}))
+print(json.dumps({"registered": registered, "plugins_imported": plugins_imported, "messages": messages,
+                  "kept_other_frameworks": kept_other_frameworks}))
 """
 
 
@@ -92,7 +100,13 @@ def fresh_import_then_classy_call():
 def test_import_ssl_ext_registers_every_loss_in_classy_vision(fresh_import_then_classy_call):
     result = fresh_import_then_classy_call
     assert not result["plugins_imported"]  # `import ssl_ext` itself did the registering
-    assert result["registered"] == SSL_EXT_LOSSES
+    assert result["registered"] == [n for n in SSL_EXT_LOSSES if n != "dino_loss"]
+
+
+def test_a_classy_name_taken_by_another_framework_is_kept_and_said(fresh_import_then_classy_call):
+    # VISSL imported before ssl_ext owns dino_loss/swav_loss in Classy's registry: import ssl_ext still works.
+    assert fresh_import_then_classy_call["kept_other_frameworks"]
+    assert "already has 'dino_loss'" in fresh_import_then_classy_call["stderr"]
 
 
 def test_a_classy_task_call_names_the_vissl_adapter(fresh_import_then_classy_call):
