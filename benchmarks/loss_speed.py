@@ -18,6 +18,11 @@ msn_loss                anchors 11 views x 1024 x 256,         lightly.loss.MSNL
 pmsn_loss (power law)   the same                               lightly.loss.PMSNLoss
 vicreg_loss             2 views x 1024 x 2048                  lightly.loss.VICRegLoss
 simclr_loss             2 views x 1024 x 128                   lightly.loss.NTXentLoss
+swav_loss               2 x 256 + 6 x 256 crops, D = 128,      lightly.loss.SwaVLoss on the same
+                        K = 3000 prototypes                    cosine scores (lightly's prototype
+                                                               layer's work is timed on its side)
+dino_loss               12 student x 32 x 65536 (2 global to   lightly.loss.DINOLoss
+                        the teacher)
 singular_value_loss     1024 x 256                             one torchvision ResNet-18 training
                                                                step (forward+backward+SGD) at batch
                                                                256 (lightly has no counterpart)
@@ -43,6 +48,16 @@ compared ("check" column). Known differences in what the two compute:
   KL(p̄ ‖ π) as in the paper, lightly's ``F.kl_div(p̄.log(), π)`` is KL(π ‖ p̄). The cost
   is the same kind of work (one K-vector), so the timing is comparable; the values differ.
 * VICReg, SimCLR (NT-Xent, temperature 0.1, no memory bank): identical.
+* SwAV: identical (codes of the two large crops over the batch, temperature 0.1, epsilon
+  0.05, 3 iterations); ssl_ext also computes p̄ for the prior monitor.
+* DINO: identical (teacher temperature 1/16, exact in lightly's float32 tensor; both update
+  their center every call); ssl_ext also computes p̄ for the prior monitor.
+
+``--cases mim`` (not a lightly comparison) times one training step (student forward with
+masking, EMA-teacher forward where the method has one, loss, backward) of MAE, data2vec and
+MSN on the same ViT (192-d, 6 blocks, 64 px images in 8 px patches, batch 32): MAE's
+encoder sees 25 % of the patches, MSN's anchor 85 % plus a teacher pass, data2vec's
+student all of them (mask tokens) plus a teacher pass.
 
 Timings are wall-clock medians on whatever else the machine is doing; the load
 average is printed before and after. The ResNet-18 reference runs at
@@ -166,6 +181,90 @@ def simclr_case(lightly_loss, generator: torch.Generator, device: DeviceLike = "
                 lambda: backward_and_return(theirs(*views)), views)
 
 
+def swav_case(lightly_loss, generator: torch.Generator, device: DeviceLike = "cpu") -> Case:
+    import torch.nn.functional as F
+
+    views = [leaf(256, 128, generator=generator, device=device) for _ in range(8)]
+    ours = build_loss({"NAME": "swav_loss", "PARAMS": {"num_prototypes": 3000, "embed_dim": 128, "temperature": 0.1,
+                                                       "epsilon": 0.05, "sinkhorn_iterations": 3}}).to(device)
+    theirs = lightly_loss.SwaVLoss(temperature=0.1, sinkhorn_iterations=3, sinkhorn_epsilon=0.05)
+    output = ModelOutput(student=views, student_views=list(range(8)))
+
+    def lightly_step():
+        weights = F.normalize(ours.prototypes, dim=1)
+        scores = [F.normalize(v, dim=1) @ weights.T for v in views]
+        return backward_and_return(theirs(scores[:2], scores[2:]))
+
+    return Case("swav_loss", "8x256x128, K=3000", "lightly SwaVLoss", lambda: backward_and_return(ours(output, {})["loss"]),
+                lightly_step, [*views, ours.prototypes])
+
+
+def dino_case(lightly_loss, generator: torch.Generator, device: DeviceLike = "cpu") -> Case:
+    students = [leaf(32, 65536, generator=generator, device=device) for _ in range(12)]
+    teachers = [leaf(32, 65536, generator=generator, requires_grad=False, device=device) for _ in range(2)]
+    ours = build_loss({"NAME": "dino_loss", "PARAMS": {"out_dim": 65536, "teacher_temperature": 0.0625,
+                                                       "student_temperature": 0.1, "center_momentum": 0.9}}).to(device)
+    theirs = lightly_loss.DINOLoss(output_dim=65536, teacher_temp=0.0625, warmup_teacher_temp=0.0625,
+                                   student_temp=0.1, center_momentum=0.9).to(device)
+    output = ModelOutput(student=students, teacher=teachers, student_views=list(range(12)), teacher_views=[0, 1])
+    return Case("dino_loss", "12x32x65536", "lightly DINOLoss", lambda: backward_and_return(ours(output, {})["loss"]),
+                lambda: backward_and_return(theirs(teachers, students)), students)
+
+
+def masked_image_modelling_steps(generator: torch.Generator, repeats: int, warmup: int, device: DeviceLike = "cpu"):
+    """Median ms of one training step of MAE, data2vec and MSN on the same ViT (see the module docstring)."""
+    from registry import build_head, build_trunk
+    from ssl_ext.engine.model import SSLModel, make_teacher
+
+    vit = {"preset": "custom", "img_size": 64, "patch_size": 8, "embed_dim": 192, "depth": 6, "num_heads": 3}
+    images = torch.randn(32, 3, 64, 64, generator=generator).to(device)
+
+    def model(trunk_params, heads=(), student_heads=()):
+        torch.manual_seed(0)
+        trunk = build_trunk({"NAME": "vit", "PARAMS": {**vit, **trunk_params}})
+        built, width = [], trunk.out_dim
+        for spec in heads:
+            built.append(build_head(spec, in_dim=width))
+            width = built[-1].out_dim
+        extra = [build_head(spec, in_dim=width) for spec in student_heads]
+        return SSLModel(trunk, built, extra).to(device)
+
+    mae = model({"patch_drop": 0.75, "output": "tokens"}, [{"NAME": "mae_decoder", "PARAMS": {
+        "img_size": 64, "patch_size": 8, "in_channels": 3, "decoder_dim": 128, "depth": 2, "num_heads": 4}}])
+    mae_loss = build_loss({"NAME": "mae_loss", "PARAMS": {"patch_size": 8}}).to(device)
+    d2v = model({"patch_drop": 0.6, "mask_style": "token", "output": "tokens", "teacher_target_blocks": 3}, (),
+                [{"NAME": "mlp", "PARAMS": {"dims": [192], "use_bn": False}}])
+    d2v_teacher, d2v_loss = make_teacher(d2v), build_loss({"NAME": "data2vec_loss"}).to(device)
+    msn = model({"patch_drop": 0.15}, [{"NAME": "msn_projector", "PARAMS": {"hidden_dim": 512, "out_dim": 128}}])
+    msn_teacher = make_teacher(msn)
+    msn_loss = build_loss({"NAME": "msn_loss", "PARAMS": {"num_prototypes": 1024, "embed_dim": 128}}).to(device)
+
+    def step(student, loss, teacher=None):
+        student.zero_grad(set_to_none=True)
+        out = student([images], mask=True)
+        target = None
+        if teacher is not None:
+            with torch.no_grad():
+                target = [t.detach() for t in teacher([images], mask=False, use_student_heads=False)]
+        terms = loss(ModelOutput(student=out, teacher=target, student_views=[0], teacher_views=[0]), {"views": [images]})
+        terms["loss"].backward()
+        synchronize([images])
+
+    steps = {"mae_loss": lambda: step(mae, mae_loss), "data2vec_loss": lambda: step(d2v, d2v_loss, d2v_teacher),
+             "msn_loss (anchor + target)": lambda: step(msn, msn_loss, msn_teacher)}
+    times = {name: [] for name in steps}
+    for _ in range(warmup):
+        for run in steps.values():
+            run()
+    for i in range(repeats):
+        order = list(steps.items()) if i % 2 == 0 else list(reversed(steps.items()))
+        for name, run in order:
+            started = time.perf_counter()
+            run()
+            times[name].append((time.perf_counter() - started) * 1000)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def singular_value_case(generator: torch.Generator, resolution: int, repeats: int, device: DeviceLike = "cpu") -> Case:
     import torchvision
 
@@ -264,8 +363,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (both sides)")
     parser.add_argument("--resnet-resolution", type=int, default=32, help="input size of the ResNet-18 reference")
     parser.add_argument("--resnet-repeats", type=int, default=5, help="repetitions of the ResNet-18 reference case")
-    parser.add_argument("--cases", nargs="+", default=["msn", "pmsn", "vicreg", "simclr", "singular_value"],
-                        choices=["msn", "pmsn", "vicreg", "simclr", "singular_value"])
+    parser.add_argument("--cases", nargs="+", default=["msn", "pmsn", "vicreg", "simclr", "swav", "dino", "singular_value"],
+                        choices=["msn", "pmsn", "vicreg", "simclr", "swav", "dino", "singular_value", "mim"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (both sides run there; timings synchronize the GPU)")
     args = parser.parse_args()
@@ -288,6 +387,10 @@ def main() -> None:
         cases.append(vicreg_case(lightly_loss, generator, device=args.device))
     if "simclr" in args.cases:
         cases.append(simclr_case(lightly_loss, generator, device=args.device))
+    if "swav" in args.cases:
+        cases.append(swav_case(lightly_loss, generator, device=args.device))
+    if "dino" in args.cases:
+        cases.append(dino_case(lightly_loss, generator, device=args.device))
     if "singular_value" in args.cases:
         cases.append(singular_value_case(generator, args.resnet_resolution, args.resnet_repeats, device=args.device))
 
@@ -308,7 +411,14 @@ def main() -> None:
         print(f"  {case.name}: min ours {result['ours_min']:.1f} ms, min other {result['theirs_min']:.1f} ms; check: {check}",
               flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}\n")
-    print_table(rows)
+    if rows:
+        print_table(rows)
+    if "mim" in args.cases:
+        steps = masked_image_modelling_steps(generator, args.repeats, args.warmup, device=args.device)
+        reference = steps["msn_loss (anchor + target)"]
+        print("\none training step on the same ViT (192-d, 6 blocks, 64 px / 8 px patches, batch 32):")
+        for name, ms in steps.items():
+            print(f"  {name:28s} {ms:8.1f} ms   {ms / reference:.2f} x MSN")
 
 
 if __name__ == "__main__":
