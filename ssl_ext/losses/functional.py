@@ -323,7 +323,7 @@ def prior_kl(mean_probs: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
     """
     if prior.shape != mean_probs.shape:
         raise ValueError(f"prior_kl: prior has shape {tuple(prior.shape)}, mean_probs {tuple(mean_probs.shape)}")
-    log_prior = prior.to(mean_probs.dtype).log()
+    log_prior = prior.to(device=mean_probs.device, dtype=mean_probs.dtype).log()
     return (torch.special.xlogy(mean_probs, mean_probs) - mean_probs * log_prior).sum()
 
 
