@@ -96,3 +96,26 @@ def test_teacher_leaves_out_student_only_heads():
     torch.testing.assert_close(student.heads[1](teacher_out), student_out)
     with pytest.raises(ValueError, match="STUDENT_ONLY_HEADS=2"):
         make_vissl_teacher(student, student_only_heads=2)
+
+
+def test_ssl_ext_trunk_masks_the_student_only():
+    """MSN in VISSL: the student's ssl_ext ViT drops patches in training; the EMA teacher's copy does not."""
+    from ssl_ext.integrations.vissl.task import make_vissl_teacher
+    from ssl_ext.integrations.vissl.trunk import SSLExtTrunk
+
+    spec = {"NAME": "vit", "PARAMS": {"preset": "custom", "patch_size": 8, "img_size": 32, "embed_dim": 16, "depth": 1, "num_heads": 2,
+                                      "patch_drop": 0.5}, "MASK_STUDENT": True}
+    student = SSLExtTrunk(AttrDict({"TRUNK": {"NAME": "ssl_ext_trunk", "SSL_EXT_TRUNK": spec}})).train()
+    holder = torch.nn.Module()
+    holder.trunk, holder.heads = student, torch.nn.ModuleList([torch.nn.Identity()])
+    teacher = make_vissl_teacher(holder).trunk.train()
+    images = torch.randn(4, 3, 32, 16)  # a focal-size crop: positional embeddings are interpolated
+    torch.manual_seed(1)
+    (masked,) = student(images)
+    (whole,) = teacher(images)
+    torch.testing.assert_close(whole, student.trunk(images, mask=False))
+    assert masked.shape == whole.shape == (4, 16) and not torch.allclose(masked, whole)
+    with pytest.raises(ValueError, match="does not support masking"):
+        SSLExtTrunk(AttrDict({"TRUNK": {"SSL_EXT_TRUNK": {"NAME": "pixels", "MASK_STUDENT": True}}}))
+    with pytest.raises(ValueError, match="NAME is missing"):
+        SSLExtTrunk(AttrDict({"TRUNK": {"SSL_EXT_TRUNK": {}}}))

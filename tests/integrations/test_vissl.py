@@ -125,9 +125,17 @@ def write_labelled_images(root: Path, num_classes: int, per_class: int):
     return np.array(labels)
 
 
-@pytest.mark.parametrize("ranks", [1, 2])
-def test_pmsn_in_vissl_trains_prototypes_follows_ema_teacher_and_class_imbalanced_batches(tmp_path, vissl_install, ranks):
-    """Global batch 8 (8 per rank, or 4 on each of 2 gloo ranks), 4 crops per image, 3 iterations."""
+SSL_EXT_MASKED_VIT = {"NAME": "ssl_ext_trunk", "SSL_EXT_TRUNK": {
+    "NAME": "vit", "MASK_STUDENT": True,
+    "PARAMS": {"preset": "custom", "patch_size": 8, "img_size": 32, "embed_dim": 32, "depth": 1, "num_heads": 2,
+               "patch_drop": 0.3}}}
+
+
+@pytest.mark.parametrize("ranks,trunk", [(1, "vissl_vit"), (2, "ssl_ext_masked_vit")])
+def test_pmsn_in_vissl_trains_prototypes_follows_ema_teacher_and_class_imbalanced_batches(
+        tmp_path, vissl_install, ranks, trunk):
+    """Global batch 8 (8 per rank, or 4 on each of 2 gloo ranks), 4 crops per image, 3 iterations; VISSL's
+    ViT, or ssl_ext's ViT through ``ssl_ext_trunk`` with MSN's masked student (patch drop) and whole-crop teacher."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     labels = write_labelled_images(data_dir, num_classes=3, per_class=8)
@@ -146,6 +154,8 @@ def test_pmsn_in_vissl_trains_prototypes_follows_ema_teacher_and_class_imbalance
         BATCHSIZE_PER_REPLICA=8 // ranks,
     )
     config["DISTRIBUTED"]["NUM_PROC_PER_NODE"] = ranks
+    if trunk == "ssl_ext_masked_vit":
+        config["MODEL"]["TRUNK"] = SSL_EXT_MASKED_VIT
     config["TRAINER"] = {"TASK_NAME": "ssl_ext_task"}
     config["LOSS"] = {"name": "ssl_ext_loss", "ssl_ext_loss": {
         "NAME": "pmsn_loss",
@@ -159,6 +169,9 @@ def test_pmsn_in_vissl_trains_prototypes_follows_ema_teacher_and_class_imbalance
     runs = run_vissl(tmp_path / "run", config, vissl_install)
     for run in runs:
         check_pmsn_run(run, labels, batch=8 // ranks)
+        masked = trunk == "ssl_ext_masked_vit"
+        assert run["masking_enabled"] == ({"student": True, "teacher": False} if masked else
+                                          {"student": None, "teacher": None})
     if ranks == 1:
         check_resume_from_iteration_2(tmp_path / "run", config, vissl_install, runs[0])
     # Ranks stay in lockstep: DDP averaged the prototypes' gradients through the model, and every

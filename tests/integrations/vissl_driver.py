@@ -42,6 +42,10 @@ class RecorderHook(ClassyHook):
                 for name, p in loss.trainable_parameters().items()
             }
             self.record["model_parameter_names"] = [name for name, _ in task.base_model.named_parameters()]
+            self.record["masking_enabled"] = {
+                "student": getattr(task.base_model.trunk, "masking_enabled", None),
+                "teacher": getattr(loss.teacher.trunk, "masking_enabled", None) if loss.teacher is not None else None,
+            }
 
     def on_loss_and_meter(self, task):
         sample = task.last_batch.sample

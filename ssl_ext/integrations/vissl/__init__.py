@@ -13,7 +13,9 @@ uses, through VISSL's own extension points:
 * ``config.TRAINER.TASK_NAME: ssl_ext_task`` (:mod:`.task`), which trains loss-owned
   parameters such as prototypes and builds the teacher;
 * ``config.DATA.TRAIN.SSL_EXT_SAMPLER: {NAME, PARAMS}`` for ssl_ext's samplers
-  (class-imbalanced, class-balanced, power-law, ...).
+  (class-imbalanced, class-balanced, power-law, ...);
+* ``config.MODEL.TRUNK.NAME: ssl_ext_trunk`` with ``SSL_EXT_TRUNK: {NAME, PARAMS, MASK_STUDENT}``
+  for ssl_ext's trunks (:mod:`.trunk`), e.g. the ViT whose patch drop gives MSN's masked anchors.
 
 Importing this package imports VISSL; the compatibility shims of :mod:`.compat` are
 applied first. See the README section "Inside VISSL".
@@ -22,6 +24,7 @@ from ssl_ext.integrations.vissl.compat import apply_vissl_shims
 
 apply_vissl_shims()
 
+from ssl_ext.integrations.vissl.trunk import TRUNK_NAME, SSLExtTrunk  # noqa: E402
 from ssl_ext.integrations.vissl.loss import LOSS_NAME, SSLExtLoss, ViewLayout, infer_view_layout  # noqa: E402
 from ssl_ext.integrations.vissl.task import TASK_NAME, SSLExtTask, VisslSampler, ssl_ext_get_sampler  # noqa: E402
 from ssl_ext.integrations.vissl.hooks import (  # noqa: E402
@@ -29,7 +32,7 @@ from ssl_ext.integrations.vissl.hooks import (  # noqa: E402
 )
 
 __all__ = [
-    "LOSS_NAME", "TASK_NAME", "SSLExtLoss", "SSLExtTask", "ViewLayout", "infer_view_layout", "VisslSampler",
+    "LOSS_NAME", "TASK_NAME", "TRUNK_NAME", "SSLExtTrunk", "SSLExtLoss", "SSLExtTask", "ViewLayout", "infer_view_layout", "VisslSampler",
     "ssl_ext_get_sampler", "EMATeacherHook", "LossTermsLogHook", "ViewLayoutHook", "ssl_ext_hook_generator",
     "ssl_ext_hooks", "apply_vissl_shims",
 ]

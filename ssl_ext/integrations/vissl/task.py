@@ -36,6 +36,7 @@ from vissl.trainer.train_task import SelfSupervisionTask
 
 from registry import build_sampler
 from ssl_ext.integrations.vissl.loss import LOSS_NAME, SSLExtLoss
+from ssl_ext.integrations.vissl.trunk import disable_masking
 
 TASK_NAME = "ssl_ext_task"
 LOSS_PARAMETERS_MODULE = "ssl_ext_loss_parameters"
@@ -140,7 +141,8 @@ def ssl_ext_get_sampler(dataset: Any, dataset_config: Mapping[str, Any], sampler
 
 
 def make_vissl_teacher(model: nn.Module, student_only_heads: int = 0) -> nn.Module:
-    """A frozen copy of VISSL's model without its last ``student_only_heads`` heads (e.g. BYOL's predictor).
+    """A frozen copy of VISSL's model without its last ``student_only_heads`` heads (e.g. BYOL's predictor),
+    with masking off in its ``ssl_ext_trunk`` (MSN's target network sees whole crops).
 
     Made before the loss's parameters are attached to the model: MSN's target network uses
     the student's prototypes, it does not keep a copy of them. Its weights are set from the
@@ -154,6 +156,7 @@ def make_vissl_teacher(model: nn.Module, student_only_heads: int = 0) -> nn.Modu
                 f"{len(teacher.heads)} heads; the teacher needs at least one."
             )
         teacher.heads = nn.ModuleList(list(teacher.heads)[:-student_only_heads])
+    disable_masking(teacher)
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
     return teacher
