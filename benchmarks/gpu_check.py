@@ -390,15 +390,22 @@ def decreasing(losses: Sequence[float]) -> Tuple[bool, float, float]:
 
 
 def max_relative_difference(reference: List[Dict[str, float]], other: List[Dict[str, float]], steps: int) -> Tuple[float, str]:
-    """Largest |a - b| / max(|a|, |b|, 1e-6) over the first ``steps`` records and every loss term, and where."""
+    """Largest difference over the first ``steps`` records, and where.
+
+    The total ``loss`` is compared relative to itself, |a - b| / max(|a|, |b|); every other logged term
+    relative to the larger of itself and the step's loss, so a term that is nearly zero (me-max at a
+    uniform p̄, a KL at its prior) is held to the loss's precision rather than to its own.
+    """
     worst, where = 0.0, ""
     for step, (a_terms, b_terms) in enumerate(zip(reference[:steps], other[:steps]), start=1):
         missing = sorted(set(a_terms) ^ set(b_terms))
         if missing:
             raise RuntimeError(f"step {step}: loss terms differ between the runs: {missing}")
+        scale = max(abs(a_terms.get("loss", 0.0)), abs(b_terms.get("loss", 0.0)))
         for key, a in a_terms.items():
             b = b_terms[key]
-            diff = abs(a - b) / max(abs(a), abs(b), 1e-6)
+            denominator = max(abs(a), abs(b), 1e-12 if key == "loss" else scale, 1e-12)
+            diff = abs(a - b) / denominator
             if not math.isfinite(diff):
                 diff = math.inf
             if diff > worst:
@@ -472,9 +479,10 @@ def check_train(ctx: Context, result: CheckResult) -> None:
         for config in ctx.configs:
             # The FLOP-count hook traces the model once per config (on the device), not once per run.
             guarded(result, f"{config.stem} {precision}", training(config, precision, "loader", complexity=i == 0), ctx)
+    # Batched augmentation resamples with roi_align on the GPU and antialiased interpolation on the CPU (by design),
+    # so its views differ between devices: these runs are checked as training runs, not against the CPU.
     for augment in augment_variants:
         for config in ctx.configs:
-            guarded(result, f"{config.stem} equality augment_on={augment}", equality(config, augment), ctx)
             precision = "bf16" if "bf16" in args.precisions else args.precisions[0]
             guarded(result, f"{config.stem} {precision} augment_on={augment}", training(config, precision, augment, False), ctx)
 

@@ -67,6 +67,9 @@ def test_loss_comparisons(gpu_check):
     worst, where = gpu_check.max_relative_difference(reference, [{"loss": 2.0, "ce": 1.0}, {"loss": 1.001, "ce": 0.5}], 2)
     assert worst == pytest.approx(0.001 / 1.001) and where.startswith("step 2 loss")
     assert gpu_check.max_relative_difference(reference, [{"loss": 2.0, "ce": 1.0}, {"loss": 9.0, "ce": 9.0}], 1)[0] == 0.0
+    # A term near zero is held to the loss's scale: 1e-3 vs 1.1e-3 next to a loss of 5 differs by 2e-5.
+    near_zero = gpu_check.max_relative_difference([{"loss": 5.0, "me_max": 1e-3}], [{"loss": 5.0, "me_max": 1.1e-3}], 1)
+    assert near_zero[0] == pytest.approx(1e-4 / 5.0) and "me_max" in near_zero[1]
     with pytest.raises(RuntimeError, match="loss terms differ"):
         gpu_check.max_relative_difference(reference, [{"loss": 2.0}], 1)
 
