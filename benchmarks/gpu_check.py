@@ -130,6 +130,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=30, help="optimizer steps of each training run")
     parser.add_argument("--equal-steps", type=int, default=3, help="first steps compared between CPU and device")
     parser.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance of the CPU/device loss comparison")
+    parser.add_argument("--workers", type=int, default=4, help="data-loader workers of the training runs on the device")
     parser.add_argument("--augment-on", default="loader,device",
                         help="train check: also train with DATA.TRAIN.AUGMENT_ON=device (batched views made on the device)")
     parser.add_argument("--eval-epochs", type=int, default=10, help="epochs of the fast linear eval")
@@ -263,7 +264,7 @@ def config_name(path: Path) -> str:
     return str(path.relative_to(config_root()).with_suffix(""))
 
 
-def training_overrides(config: Path, device, precision: str, steps: int, run_dir: Path) -> List[str]:
+def training_overrides(config: Path, device, precision: str, steps: int, run_dir: Path, workers: int = 0) -> List[str]:
     amp = AMP_DTYPES[precision]
     overrides = [
         f"config={config_name(config)}",
@@ -277,7 +278,8 @@ def training_overrides(config: Path, device, precision: str, steps: int, run_dir
         "config.HOOKS.PROGRESS_BAR=off",
         "config.HOOKS.PLOT_CURVES=false",
         "config.HOOKS.TENSORBOARD.ENABLED=false",
-        "config.DATA.NUM_DATALOADER_WORKERS=0",
+        # Workers (and pinned memory) on the device runs, as users run; 0 on the CPU runs, where they only cost.
+        f"config.DATA.NUM_DATALOADER_WORKERS={workers if device.type == 'cuda' else 0}",
         f"config.MODEL.AMP.ENABLED={'true' if amp else 'false'}",
     ]
     if amp:
@@ -335,7 +337,7 @@ def run_training(ctx: Context, config: Path, device, precision: str, steps: int,
 
     run_dir = ctx.work / f"{config.stem}_{tag}"
     shutil.rmtree(run_dir, ignore_errors=True)
-    overrides = training_overrides(config, device, precision, steps, run_dir) + list(extra)
+    overrides = training_overrides(config, device, precision, steps, run_dir, ctx.args.workers) + list(extra)
     if ddp:  # a mid-run checkpoint: all ranks gather their RNG states through the process group
         overrides.append(f"config.CHECKPOINT.CHECKPOINT_ITER_FREQUENCY={max(1, steps - 1)}")
     cfg = compose_config(overrides)
