@@ -117,9 +117,12 @@ def collate_decoded(items) -> Dict[str, Any]:
         raise ValueError(f"collate_decoded: images of one batch have different channel counts {sorted(channels)}.")
     sizes = torch.tensor([image.shape[-2:] for image in images], dtype=torch.long)
     height, width = (int(v) for v in sizes.max(dim=0).values)
-    batch = torch.zeros((len(images), height, width, channels.pop()), dtype=torch.uint8)
+    batch = torch.empty((len(images), height, width, channels.pop()), dtype=torch.uint8)
     for slot, image in zip(batch, images):
-        slot[: image.shape[1], : image.shape[2]] = image.permute(1, 2, 0)
+        h, w = image.shape[1:]
+        slot[:h, :w] = image.permute(1, 2, 0)  # a plain copy for the channels-last images decode_only returns
+        slot[h:].zero_()
+        slot[:h, w:].zero_()
     return {
         "images": batch.permute(0, 3, 1, 2),
         "image_sizes": sizes,

@@ -71,8 +71,9 @@ def resized_crops(images: torch.Tensor, source: torch.Tensor, boxes: torch.Tenso
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
-    weights = torch.tensor(LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x * weights).sum(1, keepdim=True)
+    """``(N, 1, H, W)`` luma with torchvision's weights (a chain of in-place adds: no 3-channel temporary)."""
+    r, g, b = LUMA
+    return (x[:, 0:1] * r).add_(x[:, 1:2], alpha=g).add_(x[:, 2:3], alpha=b)
 
 
 def hue_shift(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -87,18 +88,21 @@ def hue_shift(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     r, g, b = x.unbind(1)
     high, low = x.amax(1), x.amin(1)
     chroma = high - low
-    safe = torch.where(chroma > 0, chroma, torch.ones_like(chroma))
-    hue = torch.where(r == high, (g - b) / safe, torch.where(g == high, (b - r) / safe + 2.0, (r - g) / safe + 4.0))
-    hue = torch.remainder(hue + 6.0 * factor.to(x.device, x.dtype).view(-1, 1, 1), 6.0)
-    red = (hue - 3.0).abs_().sub_(1.0)
-    green = (hue - 2.0).abs_().neg_().add_(2.0)
-    blue = (hue - 4.0).abs_().neg_().add_(2.0)
-    rgb = torch.stack([red, green, blue], dim=1).clamp_(0.0, 1.0)
-    return rgb.mul_(chroma.unsqueeze(1)).add_(low.unsqueeze(1))
+    red_max, green_max = r == high, g == high
+    # Hue in sextants: (g-b)/C on the red sextants, 2 + (b-r)/C on green's, 4 + (r-g)/C on blue's.
+    hue = torch.where(red_max, g - b, torch.where(green_max, b - r, r - g))
+    hue.div_(torch.where(chroma > 0, chroma, torch.ones_like(chroma)))
+    hue.add_(torch.where(red_max, 0.0, torch.where(green_max, 2.0, 4.0)))
+    hue.add_(6.0 * factor.to(x.device, x.dtype).view(-1, 1, 1)).remainder_(6.0)
+    out = torch.empty_like(x)
+    for channel, (centre, sign, offset) in enumerate(((3.0, 1.0, -1.0), (2.0, -1.0, 2.0), (4.0, -1.0, 2.0))):
+        level = (hue - centre).abs_().mul_(sign).add_(offset).clamp_(0.0, 1.0)
+        out[:, channel] = level.mul_(chroma).add_(low)
+    return out
 
 
 def linear_color_step(x: torch.Tensor, step: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """Brightness (``step`` 0), contrast (1) or saturation (2) per view, as one pass; other steps leave the view.
+    """Brightness (``step`` 0), contrast (1) or saturation (2) per view, in place; other steps leave the view.
 
     Each is ``clamp(a x + b gray(x) + c mean(gray(x)), 0, 1)`` -- brightness ``a = f``;
     contrast ``a = f, c = 1 - f``; saturation ``a = f, b = 1 - f`` -- which is what
@@ -109,22 +113,23 @@ def linear_color_step(x: torch.Tensor, step: torch.Tensor, factor: torch.Tensor)
     """
     f = factor.to(x.device, x.dtype)
     step = step.to(x.device)
-    a = torch.where(step <= 2, f, torch.ones_like(f))
-    b = torch.where(step == 2, 1.0 - f, torch.zeros_like(f))
-    c = torch.where(step == 1, 1.0 - f, torch.zeros_like(f))
-    a, b, c = (v.view(-1, 1, 1, 1) for v in (a, b, c))
+    a = torch.where(step <= 2, f, torch.ones_like(f)).view(-1, 1, 1, 1)
+    b = torch.where(step == 2, 1.0 - f, torch.zeros_like(f)).view(-1, 1, 1, 1)
+    c = torch.where(step == 1, 1.0 - f, torch.zeros_like(f)).view(-1, 1, 1, 1)
     if x.shape[1] == 3:
         gray = _gray(x)
-    else:
-        gray = x
-        b = torch.zeros_like(b)  # saturation does nothing to a one-channel image
-    mean = gray.mean(dim=(-3, -2, -1), keepdim=True)
-    return (x * a).add_(gray * b).add_(mean * c).clamp_(0.0, 1.0)
+        mean = gray.mean(dim=(-3, -2, -1), keepdim=True)
+        offset = gray.mul_(b).add_(mean * c)  # saturation blends with the pixel's luma, contrast with the mean
+    else:  # saturation does nothing to a one-channel image
+        offset = x.mean(dim=(-3, -2, -1), keepdim=True) * c
+    return x.mul_(a).add_(offset).clamp_(0.0, 1.0)
 
 
 def color_jitter(x: torch.Tensor, apply: torch.Tensor, factors: torch.Tensor, order: torch.Tensor,
                  enabled: Sequence[bool]) -> torch.Tensor:
     """torchvision's ``ColorJitter`` per view on [0, 1] images: the ``enabled`` adjustments in each view's ``order``.
+
+    Works in place on ``x`` (the views a chunk owns) and returns it.
 
     Round ``r`` applies to each view adjustment ``order[v, r]`` with its own factor
     (brightness/contrast/saturation together in one pass, hue on the views whose
@@ -148,24 +153,22 @@ def color_jitter(x: torch.Tensor, apply: torch.Tensor, factors: torch.Tensor, or
 
 
 def grayscale(x: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
-    """torchvision's ``RandomGrayscale`` on the selected views (luma repeated on the three channels)."""
+    """torchvision's ``RandomGrayscale`` on the selected views (luma repeated on the three channels), in place."""
     if not bool(select.any()) or x.shape[1] != 3:
         return x
     rows = select.nonzero()[:, 0].to(x.device)
-    x = x.clone()
     weights = torch.tensor(LUMA, device=x.device, dtype=x.dtype)
     x[rows] = rgb_to_grayscale(x[rows], rgb_weights=weights).expand(-1, 3, -1, -1)
     return x
 
 
 def gaussian_blur(x: torch.Tensor, select: torch.Tensor, sigma: torch.Tensor, kernel: Tuple[int, int]) -> torch.Tensor:
-    """torchvision's ``GaussianBlur`` (reflect padding, the same sigma on both axes) on the selected views."""
+    """torchvision's ``GaussianBlur`` (reflect padding, the same sigma on both axes) on the selected views, in place."""
     if not bool(select.any()) or max(kernel) <= 1:
         return x
     rows = select.nonzero()[:, 0]
     sigmas = sigma[rows].to(x.device, x.dtype).unsqueeze(1).expand(-1, 2)
     rows = rows.to(x.device)
-    x = x.clone()
     x[rows] = gaussian_blur2d(x[rows], tuple(kernel), sigmas, border_type="reflect")
     return x
 

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from typing import List
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torchvision.transforms.v2.functional import pil_to_tensor
 
 from registry import register_transform
 from ssl_ext.data.image_utils import to_channels
@@ -43,7 +43,13 @@ class DecodeOnlyTransform:
 
     def __call__(self, image) -> List[torch.Tensor]:
         image = to_channels(image, self.channels)
-        tensor = pil_to_tensor(image) if isinstance(image, Image.Image) else image
+        if isinstance(image, Image.Image):
+            # (H, W, C) memory seen as (C, H, W): the layout decoders produce and the batch keeps (channels-last),
+            # so neither this step nor collation transposes pixels.
+            pixels = np.array(image)
+            tensor = torch.from_numpy(pixels[..., None] if pixels.ndim == 2 else pixels).permute(2, 0, 1)
+        else:
+            tensor = image
         if tensor.dtype != torch.uint8:
             tensor = (tensor.float() * 255.0).round().clamp(0, 255).to(torch.uint8)
         height, width = tensor.shape[-2:]
@@ -51,7 +57,7 @@ class DecodeOnlyTransform:
         if longer > self.max_size:
             size = (max(1, round(height * self.max_size / longer)), max(1, round(width * self.max_size / longer)))
             tensor = F.interpolate(tensor[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
-        return [tensor.contiguous()]
+        return [tensor]
 
     def __repr__(self) -> str:
         return f"DecodeOnlyTransform(max_size={self.max_size}, channels={self.channels})"
