@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from typing import List, Optional
@@ -42,6 +43,7 @@ def _parser(with_listing: bool) -> argparse.ArgumentParser:
     parser.add_argument("overrides", nargs="*", help="config=<yaml> and config.SECTION.KEY=value overrides (hydra syntax)")
     parser.add_argument("--print-config", action="store_true", help="print the composed, validated config and exit")
     parser.add_argument("--dry-run", action="store_true", help="with SLURM: print the sbatch script and config, submit nothing")
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of a user error (also SSL_EXT_DEBUG=1)")
     return parser
 
 
@@ -53,10 +55,28 @@ def expand_launcher_shorthand(item: str) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Exit codes: 0 done, 2 a user error (one message naming the key, file or value and the fix,
+    no traceback; ``--debug`` or ``SSL_EXT_DEBUG=1`` shows it), 1 a run that stopped itself with an
+    explanation (e.g. a non-finite loss). A bug inside ssl_ext still prints its traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("SSL_EXT_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
+    from registry import RegistryError
+    from ssl_ext.errors import UserError
+
+    try:
+        return _main(argv)
+    except (UserError, RegistryError) as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 2))
+
+
+def _main(argv: List[str]) -> int:
     # fvcore (imported through Classy Vision's hooks) scripts a function at import time; recent torch versions
     # warn that torch.jit.script is deprecated, on every run, which would bury our one-line errors.
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
-    argv = list(sys.argv[1:] if argv is None else argv)
     from ssl_ext.tools import SUBCOMMANDS, run_subcommand
 
     if argv and argv[0] in SUBCOMMANDS:
@@ -65,28 +85,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     from omegaconf import OmegaConf
 
-    from ssl_ext.config import ConfigError, compose_config
-    from registry import RegistryError
+    from ssl_ext.config import compose_config
 
     overrides = [expand_launcher_shorthand(o) for o in args.overrides]
-    try:
-        from ssl_ext.launch.sweep import split_sweep
+    from ssl_ext.launch.sweep import split_sweep
 
-        if split_sweep(overrides)[1]:
-            from ssl_ext.launch.sweep import launch_sweep
+    if split_sweep(overrides)[1]:
+        from ssl_ext.launch.sweep import launch_sweep
 
-            launch_sweep(overrides, dry_run=args.dry_run)
-            return 0
-        cfg = compose_config(overrides)
-        if args.print_config:
-            print(OmegaConf.to_yaml(cfg, resolve=True))
-            return 0
-        from ssl_ext.launch.dispatch import launch
+        launch_sweep(overrides, dry_run=args.dry_run)
+        return 0
+    cfg = compose_config(overrides)
+    if args.print_config:
+        print(OmegaConf.to_yaml(cfg, resolve=True))
+        return 0
+    from ssl_ext.launch.dispatch import launch
 
-        result = launch(cfg, overrides, dry_run=args.dry_run)
-    except (ConfigError, RegistryError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    result = launch(cfg, overrides, dry_run=args.dry_run)
     if result is not None:
         print(json.dumps(result, indent=2, default=str))
     return 0

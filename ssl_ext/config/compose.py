@@ -96,6 +96,8 @@ def compose_config(overrides: Iterable[str] = ()) -> DictConfig:
 
     config_value, rest = split_config_arg(list(overrides))
     user_yaml = resolve_config_path(config_value) if config_value else None
+    if user_yaml is not None:
+        check_yaml_shape(user_yaml)
     root, option = _search_dir(user_yaml)
     hydra_overrides = ([f"+{CONFIG_GROUP}@_global_={option}"] if option else []) + [_hydra_override(o) for o in rest]
     GlobalHydra.instance().clear()
@@ -123,6 +125,26 @@ def compose_config(overrides: Iterable[str] = ()) -> DictConfig:
     return cfg
 
 
+def check_yaml_shape(path: Path) -> None:
+    """A selected YAML must be a mapping with a ``config:`` mapping (VISSL layout) and/or a ``defaults:`` list."""
+    try:
+        with open(path, encoding="utf-8") as stream:  # a stream, so the YAML error names the file
+            content = yaml.safe_load(stream)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Not valid YAML: {' '.join(str(exc).split())}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config={path}: cannot read it as a text file ({exc}).") from None
+    layout = "a mapping with a top-level 'config:' key (VISSL layout), e.g. 'config: {SEED_VALUE: 1}'"
+    if content is None:
+        raise ConfigError(f"config={path} is empty; it must be {layout}.")
+    if not isinstance(content, dict):
+        raise ConfigError(f"config={path} holds a {type(content).__name__}; it must be {layout}.")
+    if "config" in content and not isinstance(content["config"], (dict, type(None))):
+        raise ConfigError(f"config={path}: 'config:' holds a {type(content['config']).__name__}; it must be a mapping of keys.")
+    if "defaults" in content and not isinstance(content["defaults"], list):
+        raise ConfigError(f"config={path}: 'defaults:' must be a list of other YAMLs to merge first.")
+
+
 def _explain_hydra_error(exc: Exception, overrides: List[str], user_yaml: Optional[Path]) -> str:
     message = str(exc).strip()
     match = re.search(r"Could not override '([^']+)'", message) or re.search(r"Key '([^']+)' is not in struct", message)
@@ -135,7 +157,8 @@ def _explain_hydra_error(exc: Exception, overrides: List[str], user_yaml: Option
             f"To add a new key on purpose, write +{key}=<value>."
         )
     where = f" while composing {user_yaml}" if user_yaml else ""
-    return f"Could not compose the config{where} with overrides {overrides}: {message}"
+    # Hydra appends its search path, many lines long; the first line says what is wrong.
+    return f"Could not compose the config{where} with overrides {overrides}: {message.splitlines()[0]}"
 
 
 def save_config(cfg: DictConfig, path: str) -> None:

@@ -211,5 +211,9 @@ def validate_config(cfg: DictConfig, source: str = "config", check_plugins: bool
             f"Config key {missing!r} is required but has no value ('???' in {origin(missing)}): set {missing}=<value>."
         )
     _check_node(cfg.config, schema().config, "config", origin)
+    from ssl_ext.config.values import check_plugin_values, check_values
+
+    check_values(cfg, schema(), origin)
     if check_plugins:
         validate_plugins(cfg)
+        check_plugin_values(cfg)

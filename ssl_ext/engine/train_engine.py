@@ -12,7 +12,11 @@ from omegaconf import DictConfig, OmegaConf
 import registry
 from registry import register_engine
 from ssl_ext.config.compose import save_config
+from ssl_ext.config.values import config_errors
+from ssl_ext.data import build as data_build
 from ssl_ext.engine import builders
+from ssl_ext.engine.builders import build_hooks
+from ssl_ext.engine.optimizers.param_groups import build_optimizer
 from ssl_ext.engine.model import make_teacher
 from ssl_ext.engine.run_lock import RunDirectoryInUse, RunLock
 from ssl_ext.engine.run_state import DONE_FILE, finished_run, planned_iterations
@@ -21,36 +25,6 @@ from ssl_ext.utils import distributed as dist_utils
 from ssl_ext.utils.io import atomic_write_text, path_manager
 
 logger = logging.getLogger(__name__)
-
-# Default hooks and the config switch of each (None: always on). Extra hooks come from HOOKS.EXTRA.
-DEFAULT_HOOKS = {
-    "progress_logger": None,
-    "metrics_jsonl": None,
-    "tensorboard": "TENSORBOARD.ENABLED",
-    "nan_guard": "NAN_GUARD",
-    "model_complexity": "MODEL_COMPLEXITY.ENABLED",
-    "checkpoint": None,
-    "plot_curves": "PLOT_CURVES",
-}
-# Experiment trackers come after HOOKS.EXTRA: they close last, once every other hook has logged its
-# end-of-run metrics and written its plots.
-TRACKER_HOOKS = {
-    "wandb_logger": "WANDB.ENABLED",
-    "mlflow_logger": "MLFLOW.ENABLED",
-}
-
-
-def build_hooks(cfg: DictConfig) -> List[Any]:
-    hooks_cfg = cfg.config.HOOKS
-    hooks = [
-        registry.build_hook(name)
-        for name, switch in DEFAULT_HOOKS.items()
-        if switch is None or OmegaConf.select(hooks_cfg, switch)
-    ]
-    hooks += [registry.build_hook(OmegaConf.to_container(spec, resolve=True)) for spec in hooks_cfg.EXTRA]
-    hooks += [registry.build_hook(name) for name, switch in TRACKER_HOOKS.items() if OmegaConf.select(hooks_cfg, switch)]
-    return hooks
-
 
 def resolve_device(cfg: DictConfig) -> torch.device:
     wanted = str(cfg.config.MACHINE.DEVICE)
@@ -71,7 +45,8 @@ def build_task(cfg: DictConfig) -> Task:
     c = cfg.config
     device = resolve_device(cfg)
     rank, world_size = dist_utils.get_rank(), dist_utils.get_world_size()
-    dataset = builders.build_dataset(cfg, "TRAIN")
+    with config_errors("config.DATA.TRAIN (DATA_SOURCES, DATA_PATHS, SOURCE_PARAMS, LONG_TAIL)"):
+        dataset = data_build.build_dataset(cfg, "TRAIN")
     skipped = getattr(dataset.base, "num_skipped", 0)
     if rank == 0 and skipped:
         logger.warning("Skipped %d unreadable images (config.DATA.SKIP_CORRUPT=true); the data source logged them.", skipped)
@@ -80,7 +55,8 @@ def build_task(cfg: DictConfig) -> Task:
 
         long_tail = c.DATA.TRAIN.LONG_TAIL
         write_class_histogram(dataset.base, str(c.CHECKPOINT.DIR), int(long_tail.HEAD_MIN), int(long_tail.TAIL_MAX))
-    loader, sampler = builders.build_loader(cfg, dataset, "TRAIN", rank, world_size, int(c.SEED_VALUE))
+    with config_errors("config.DATA.TRAIN.SAMPLER", c.DATA.TRAIN.SAMPLER):
+        loader, sampler = data_build.build_loader(cfg, dataset, "TRAIN", rank, world_size, int(c.SEED_VALUE))
     student = builders.build_model(cfg)
     if world_size > 1 and c.MODEL.SYNC_BN:
         student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(student)
@@ -92,7 +68,7 @@ def build_task(cfg: DictConfig) -> Task:
     dist_utils.broadcast_module_state(student)
     loss = builders.build_loss(cfg).to(device)
     teacher = make_teacher(student).to(device) if c.MODEL.EMA_TEACHER.ENABLED else None
-    optimizer = builders.build_optimizer(cfg, {"model": student, "loss": loss})
+    optimizer = build_optimizer(cfg, {"model": student, "loss": loss})
     task = Task(cfg, student, loss, optimizer, loader, sampler, build_hooks(cfg), teacher=teacher, device=device)
     if str(c.DATA.TRAIN.get("AUGMENT_ON", "loader")) == "device":
         from ssl_ext.data.batched import build_device_augment
