@@ -33,7 +33,7 @@ from torch import nn
 
 from registry import register_trunk
 from ssl_ext.models._validation import check_layer_names, positive_int, probability
-from ssl_ext.models.trunks.vit import kept_patch_count
+from ssl_ext.models.trunks.vit import draw_kept_patch_ids, kept_patch_count
 
 POOLED = "pooled"
 # Modules whose entrypoints build timm's VisionTransformer, which accepts ``dynamic_img_size``.
@@ -51,14 +51,14 @@ def _timm():
 def drop_patch_tokens(tokens: torch.Tensor, num_prefix_tokens: int, patch_drop: float, per_sample: bool) -> torch.Tensor:
     """Keep the prefix tokens and a random ``1 - patch_drop`` of the patch tokens of ``(N, L, D)`` tokens.
 
-    Draws from the global generator (the trainer reseeds it every step); one draw
-    per sample, or one shared by the batch as in MSN's code.
+    Draws from the global CPU generator whatever the device (the trainer reseeds it every step); one
+    draw per sample, or one shared by the batch as in MSN's code.
     """
     prefix, patches = tokens[:, :num_prefix_tokens], tokens[:, num_prefix_tokens:]
     batch, num_patches, dim = patches.shape
     keep = kept_patch_count(num_patches, patch_drop)
     draws = batch if per_sample else 1
-    kept = torch.rand(draws, num_patches, device=tokens.device).argsort(dim=1)[:, :keep]
+    kept = draw_kept_patch_ids(draws, num_patches, keep, tokens.device)
     patches = torch.gather(patches, 1, kept.expand(batch, keep).unsqueeze(-1).expand(batch, keep, dim))
     return torch.cat([prefix, patches], dim=1)
 

@@ -109,6 +109,20 @@ def kept_patch_count(num_patches: int, patch_drop: float) -> int:
     return max(1, int(math.floor(num_patches * (1.0 - patch_drop) + 1e-9)))
 
 
+def draw_kept_patch_ids(draws: int, num_patches: int, keep: int, device) -> torch.Tensor:
+    """``(draws, keep)`` patch positions, the lowest ``keep`` of one uniform draw per patch, placed on ``device``.
+
+    Drawn on the CPU generator whatever ``device`` is: a seed then gives the same masks on CPU and GPU
+    (they are the training signal of MAE and data2vec, and MSN's anchors), and they follow the trainer's
+    per-step reseeding. The draw is small; through pinned memory its indices reach a GPU without a
+    stream synchronisation (a copy from pageable memory may wait for the queued kernels).
+    """
+    kept = torch.rand(draws, num_patches).argsort(dim=1)[:, :keep]
+    if torch.device(device).type == "cuda":
+        kept = kept.pin_memory()
+    return kept.to(device, non_blocking=True)
+
+
 @register_trunk("vit")
 class VisionTransformer(nn.Module):
     """ViT trunk: ``(N, C, H, W) -> (N, embed_dim)`` class-token features.
@@ -274,8 +288,7 @@ class VisionTransformer(nn.Module):
         """Grid positions ``(N, kept)`` of the patches the encoder sees, lowest of one uniform draw per patch."""
         keep = kept_patch_count(num_patches, self.patch_drop)
         draws = batch if self.patch_drop_per_sample else 1
-        kept = torch.rand(draws, num_patches, device=device).argsort(dim=1)[:, :keep]
-        return kept.expand(batch, keep)
+        return draw_kept_patch_ids(draws, num_patches, keep, device).expand(batch, keep)
 
     def embed_tokens(self, x: torch.Tensor, mask: bool = False) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """Embedded input tokens ``(N, 1 + T, D)``, class token first, and what masking did (see the class doc)."""
