@@ -46,16 +46,18 @@ def test_crop_and_resize_equals_torchvision_resized_crop_pixel_for_pixel():
         assert torch.equal((ours[k] * 255).round().to(torch.uint8), expected)
 
 
-def test_roi_align_resampling_is_close_to_torchvision():
-    # The non-CPU path (roi_align) runs on CPU too; it averages instead of torchvision's triangle filter.
-    from torchvision.ops import roi_align
-
+def test_roi_align_resampling_of_non_cpu_devices_is_close_to_torchvision():
+    # The path CUDA takes (one roi_align call per batch), run on the CPU: same boxes and flips,
+    # box-averaging instead of torchvision's triangle filter.
     photo = _photo(90, 120)
-    top, left, h, w = 10, 12, 70, 90
-    rois = torch.tensor([[0.0, left, top, left + w, top + h]])
-    ours = roi_align(photo[None].float(), rois, output_size=(32, 32), sampling_ratio=-1, aligned=True)[0]
-    expected = TF.resized_crop(photo, top, left, h, w, [32, 32], antialias=True).float()
-    assert (ours - expected).abs().mean() < 3.0  # out of 255
+    boxes = torch.tensor([[10, 12, 70, 90], [0, 0, 90, 120], [40, 50, 20, 30]])
+    flips = torch.tensor([True, False, False])
+    images = photo[None].contiguous(memory_format=torch.channels_last)
+    ours = ops.resized_crops(images, torch.zeros(3, dtype=torch.long), boxes, (32, 32), flips, method="roi_align")
+    for k, (top, left, h, w) in enumerate(boxes.tolist()):
+        expected = TF.resized_crop(photo, top, left, h, w, [32, 32], antialias=True).float() / 255
+        expected = TF.horizontal_flip(expected) if flips[k] else expected
+        assert (ours[k] - expected).abs().mean() < 3 / 255, k
 
 
 def test_colour_operators_equal_torchvision_functional_ones():

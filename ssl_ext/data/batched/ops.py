@@ -41,7 +41,7 @@ def to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 def resized_crops(images: torch.Tensor, source: torch.Tensor, boxes: torch.Tensor, size: Tuple[int, int],
-                  flip: torch.Tensor) -> torch.Tensor:
+                  flip: torch.Tensor, method: str = "auto") -> torch.Tensor:
     """Crop ``boxes[n] = (top, left, height, width)`` of ``images[source[n]]``, resize to ``size``, flip where ``flip``.
 
     Returns float ``(N, C, *size)`` in [0, 1]. On CPU each view is one antialiased
@@ -49,11 +49,14 @@ def resized_crops(images: torch.Tensor, source: torch.Tensor, boxes: torch.Tenso
     torchvision's per-image ``RandomResizedCrop`` runs (equal boxes give equal
     pixels); on other devices one ``torchvision.ops.roi_align`` call resamples
     the whole batch, averaging ``ceil(crop / output)`` samples per output pixel per
-    axis (antialiasing when shrinking).
+    axis (antialiasing when shrinking). ``method`` (``auto``, ``interpolate``,
+    ``roi_align``) forces one of the two, e.g. to test the GPU's on a CPU.
     """
     n = boxes.shape[0]
-    if images.device.type == "cpu":
-        out = torch.empty((n, images.shape[1], *size), dtype=images.dtype)
+    if method not in ("auto", "interpolate", "roi_align"):
+        raise ValueError(f"resized_crops: method must be auto, interpolate or roi_align, got {method!r}.")
+    if method == "interpolate" or (method == "auto" and images.device.type == "cpu"):
+        out = torch.empty((n, images.shape[1], *size), dtype=images.dtype, device=images.device)
         for k, (b, (top, left, height, width), mirror) in enumerate(zip(source.tolist(), boxes.tolist(), flip.tolist())):
             crop = images[b : b + 1, :, top : top + height, left : left + width]
             view = F.interpolate(crop, size=size, mode="bilinear", antialias=True, align_corners=False)[0]
