@@ -106,7 +106,8 @@ def read_checkpoint(path: str) -> Dict[str, Any]:
     try:
         state = torch_load(path, weights_only=True)
     except Exception as exc:  # a truncated zip, a pickle error, a half-copied file, ...
-        raise CheckpointError(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        first_sentence = str(exc).splitlines()[0].split(". ")[0] if str(exc) else ""
+        raise CheckpointError(f"{type(exc).__name__}: {first_sentence}") from exc
     if not isinstance(state, dict) or "model" not in state or "iteration" not in state:
         raise CheckpointError("not an ssl_ext training checkpoint (no 'model'/'iteration' keys)")
     return state

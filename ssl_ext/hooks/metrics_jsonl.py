@@ -23,7 +23,14 @@ class MetricsJsonlHook(SSLHook):
         return os.path.join(task.run_dir, self.filename)
 
     def on_start(self, task) -> None:
-        if task.rank != 0 or task.resumed_from is None or not path_manager.exists(self.path(task)):
+        if task.rank != 0 or not path_manager.exists(self.path(task)):
+            return
+        if task.resumed_from is None:
+            # Training starts from iteration 0 over an older log (e.g. CHECKPOINT.ON_UNREADABLE=start_over):
+            # keep the old records aside rather than appending a second 1..N to them.
+            aside = self.path(task) + ".before-start-over"
+            atomic_write_text(aside, read_text(self.path(task)))
+            path_manager.rm(self.path(task))
             return
         kept = [
             line for line in read_text(self.path(task)).splitlines()

@@ -58,3 +58,18 @@ class DtypeProbeHook(SSLHook):
 
     def on_forward(self, task) -> None:
         DtypeProbeHook.seen.append(task.last_output.student[0].dtype)
+
+
+@register_hook("test_inf_batchnorm_stat_at")
+class InfBatchNormStatHook(SSLHook):
+    """Puts an infinity into the first BatchNorm's running variance after update ``iteration``: in
+    training mode BN uses batch statistics, so the loss stays finite while the state is not."""
+
+    def __init__(self, iteration: int):
+        super().__init__()
+        self.iteration = iteration
+
+    def on_update(self, task) -> None:
+        if task.iteration == self.iteration:
+            bn = next(m for m in task.student.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+            bn.running_var[0] = float("inf")
