@@ -15,9 +15,10 @@ Checks (``--checks``; each one is isolated: a failure is recorded and the next c
     bf16 autocast and fp16 autocast with GradScaler: no error, finite losses, the loss of the
     last quarter of a short run below the first quarter's; and the first ``--equal-steps``
     per-step loss terms of an fp32 device run equal to a CPU run's on the same seed within
-    ``--rtol`` (1e-4), with TF32 off on the device side. Random draws made on the device
-    (ViT patch drop, stochastic depth, Brownian noise) come from a different generator on
-    each device, so that comparison runs with them off (the training runs keep them).
+    ``--rtol`` (1e-4), with TF32 off on the device side. Patch masks are drawn on the CPU
+    generator on every device; the draws still made on the device (stochastic depth, Brownian
+    noise) differ between generators, so that comparison runs with them off (the training
+    runs keep them).
 ``ddp``
     a 1-rank process group (nccl on CUDA, gloo on CPU); the autograd all-gather/all-reduce of
     ``ssl_ext.utils.distributed`` through it; the trainer with its step module wrapped in
@@ -290,8 +291,8 @@ def training_overrides(config: Path, device, precision: str, steps: int, run_dir
 def without_device_draws(cfg) -> List[str]:
     """Turn off the random draws a step makes on its device (they differ between CPU and CUDA generators).
 
-    Returns what was changed, for the report. The data pipeline, samplers and initialisation draw on
-    the CPU on both sides and stay as configured.
+    Returns what was changed, for the report. The data pipeline, samplers, initialisation and patch
+    masks draw on the CPU on both sides and stay as configured.
     """
     from omegaconf import OmegaConf, open_dict
 
@@ -299,7 +300,7 @@ def without_device_draws(cfg) -> List[str]:
     c = cfg.config
     trunk_params = c.MODEL.TRUNK.get("PARAMS") or {}
     with open_dict(c):
-        for key in ("patch_drop", "drop_path_rate"):
+        for key in ("drop_path_rate",):
             if key in trunk_params and float(trunk_params[key]) > 0:
                 OmegaConf.update(c, f"MODEL.TRUNK.PARAMS.{key}", 0.0, merge=False)
                 changed.append(f"MODEL.TRUNK.PARAMS.{key}=0")
@@ -963,7 +964,7 @@ def environment(device) -> Dict[str, Any]:
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         info.update(device_name=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
-                    capability=f"{props.major}.{props.minor}", nccl=".".join(map(str, torch.cuda.nccl.version())))
+                    capability=f"{props.major}.{props.minor}", nccl=str(torch.cuda.nccl.version()))
     try:
         import ssl_ext
 

@@ -77,9 +77,9 @@ def test_loss_comparisons(gpu_check):
 def test_device_side_draws_are_turned_off_only_for_the_cpu_comparison(gpu_check):
     from ssl_ext.config import compose_config
 
-    msn = compose_config(["config=pretrain/msn/msn_cpu_tiny"])
-    assert gpu_check.without_device_draws(msn) == ["MODEL.TRUNK.PARAMS.patch_drop=0"]
-    assert msn.config.MODEL.TRUNK.PARAMS.patch_drop == 0.0
+    msn = compose_config(["config=pretrain/msn/msn_cpu_tiny", "config.MODEL.TRUNK.PARAMS.drop_path_rate=0.1"])
+    assert gpu_check.without_device_draws(msn) == ["MODEL.TRUNK.PARAMS.drop_path_rate=0"]
+    assert msn.config.MODEL.TRUNK.PARAMS.patch_drop == 0.15  # masks come from the CPU generator on every device
     msbreg = compose_config(["config=pretrain/msbreg/msbreg_cpu_tiny"])
     assert gpu_check.without_device_draws(msbreg) == ["LOSS.PARAMS.brownian_weight=0"]
     assert msbreg.config.LOSS.PARAMS.brownian_weight == 0.0 and msbreg.config.LOSS.PARAMS.singular_value_weight == 0.004
