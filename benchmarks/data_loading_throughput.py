@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from registry import build_data_source, build_transform  # noqa: E402
-from ssl_ext.engine.builders import ViewsDataset, collate_views  # noqa: E402
+from ssl_ext.data.views import ViewsDataset, collate_views  # noqa: E402
 
 
 def source(name, **params):

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ssl_ext.config import compose_config  # noqa: E402
 from ssl_ext.engine.train_engine import build_task  # noqa: E402
-from ssl_ext.engine.builders import collate_views  # noqa: E402
+from ssl_ext.data.views import collate_views  # noqa: E402
 
 
 def main() -> None:

@@ -105,3 +105,11 @@ def test_offline_analysis_imports_no_training_hook():
     offending = {m: sorted(t for t in targets if t.startswith("ssl_ext.hooks"))
                  for m, targets in imports_of("ssl_ext.analysis", import_graph()).items()}
     assert {m: t for m, t in offending.items() if t} == {}
+
+
+def test_evaluation_imports_no_training_engine_module():
+    """Evaluation gets data, trunks and optimizers from data/, models/ and engine/optimizers, not from the trainer."""
+    training = ("ssl_ext.engine.trainer", "ssl_ext.engine.train_engine", "ssl_ext.engine.builders")
+    offending = {m: sorted(t for t in targets if t in training)
+                 for m, targets in imports_of("ssl_ext.benchmarks", import_graph()).items()}
+    assert {m: t for m, t in offending.items() if t} == {}

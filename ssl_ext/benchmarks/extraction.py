@@ -43,7 +43,7 @@ def device_for(cfg: DictConfig) -> torch.device:
 
 def build_frozen_trunk(cfg: DictConfig, device: Optional[torch.device] = None) -> nn.Module:
     """The trunk of ``MODEL.TRUNK`` with ``MODEL.WEIGHTS_INIT`` loaded, in eval mode, without gradients."""
-    from ssl_ext.engine.builders import build_trunk
+    from ssl_ext.models.build import build_trunk
     from ssl_ext.engine.weights import load_weights_init
 
     # Seeded from SEED_VALUE alone, so a random initialisation is the same on every rank and in every run.
@@ -98,7 +98,8 @@ def single_view_dataset(cfg: DictConfig, split: str, transform_split: str, augme
     ``augmented=True`` uses the core's ``ViewsDataset``, which seeds every item's
     random augmentation; evaluation transforms are deterministic and skip that cost.
     """
-    from ssl_ext.engine.builders import ViewsDataset, build_raw_dataset
+    from ssl_ext.data.build import build_raw_dataset
+    from ssl_ext.data.views import ViewsDataset
 
     spec = cfg.config.DATA[transform_split].TRANSFORM
     transform = _FirstViewOnly(
@@ -168,7 +169,7 @@ def run_sharded(cfg: DictConfig, dataset: Dataset, batch_fn: BatchFn, device: to
 
     Returns the named outputs plus ``"labels"`` and ``"ids"``, on every rank, on CPU.
     """
-    from ssl_ext.engine.builders import collate_views
+    from ssl_ext.data.views import collate_views
 
     batch_size = int(cfg.config.DATA.VAL.BATCHSIZE_PER_REPLICA)
     start, end = shard_bounds(len(dataset), batch_size, du.get_rank(), du.get_world_size())
@@ -262,7 +263,7 @@ def ensure_features(cfg: DictConfig) -> Dict[str, object]:
     root = feature_store.features_dir(cfg)
     meta = feature_store.load_meta(root) if bool(cfg.config.BENCHMARK.FEATURES.REUSE) else None
     if meta is not None:
-        from ssl_ext.engine.builders import build_trunk
+        from ssl_ext.models.build import build_trunk
 
         with torch.random.fork_rng(devices=[]):  # only the layer names are needed; leave the caller's RNG alone
             layers = evaluation_layers(cfg, build_trunk(cfg))

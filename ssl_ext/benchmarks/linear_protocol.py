@@ -118,7 +118,8 @@ def _evaluate(cfg, trunk, heads, layers, val_set, groups, device) -> Dict[str, D
 
 def run_protocol(cfg: DictConfig) -> Dict[str, Any]:
     """Train and evaluate the heads; return rows (last epoch) and the per-epoch history (same on every rank)."""
-    from ssl_ext.engine.builders import build_optimizer, collate_views
+    from ssl_ext.data.views import collate_views
+    from ssl_ext.engine.optimizers.param_groups import build_optimizer
     from ssl_ext.engine.schedules import lr_schedule, wd_schedule
 
     started = time.time()

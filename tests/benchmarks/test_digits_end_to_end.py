@@ -64,7 +64,7 @@ def train_supervised(cfg, path, epochs: int = 8, lr: float = 0.05, plain_state_d
     dict so that both weight-loading paths are exercised.
     """
     from ssl_ext.benchmarks.extraction import single_view_dataset
-    from ssl_ext.engine.builders import build_trunk
+    from ssl_ext.models.build import build_trunk
 
     data = single_view_dataset(cfg, "TRAIN", transform_split="VAL")
     images = torch.stack([data[i][0][0] for i in range(len(data))])

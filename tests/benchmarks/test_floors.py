@@ -29,7 +29,7 @@ def test_pixels_trunk_runs_through_extraction_and_knn_like_a_trained_trunk(digit
 
 def _small_trunk_checkpoint(cfg, folder):
     """A run-directory layout with two checkpoints whose trunks differ; returns (older, newer) state dicts."""
-    from ssl_ext.engine.builders import build_trunk
+    from ssl_ext.models.build import build_trunk
     from ssl_ext.engine.checkpoint import checkpoint_path
 
     states = []
@@ -44,7 +44,7 @@ def _small_trunk_checkpoint(cfg, folder):
 
 
 def test_params_file_may_be_a_run_directory_meaning_its_final_checkpoint(digits_cfg, tmp_path):
-    from ssl_ext.engine.builders import build_trunk
+    from ssl_ext.models.build import build_trunk
 
     run = tmp_path / "pretrain_run"
     _, newest = _small_trunk_checkpoint(digits_cfg, run)

@@ -8,7 +8,7 @@ from torch import nn
 
 import registry
 from ssl_ext.config import compose_config
-from ssl_ext.engine.builders import param_groups
+from ssl_ext.engine.optimizers.param_groups import param_groups
 from ssl_ext.engine.model import SSLModel, ema_update, make_teacher
 from ssl_ext.engine.schedules import build_schedule, lr_schedule
 from ssl_ext.launch.local import launch
@@ -141,7 +141,7 @@ def test_a_loss_schedule_sets_the_attribute_every_step(tmp_path):
 
 
 def test_ema_teacher_follows_the_scheduled_momentum(tmp_path):
-    from ssl_ext.engine.builders import collate_views
+    from ssl_ext.data.views import collate_views
     from ssl_ext.engine.train_engine import build_task
 
     cfg = compose_config(["config=demo/tiny_synthetic", f"config.CHECKPOINT.DIR={tmp_path}",

@@ -28,7 +28,7 @@ EPOCH_BOUNDARY = ["on_forward", 1, 0]
 
 def data_overrides(config: str, world_size: int) -> list:
     """Overrides that make an epoch 4-6 steps long, so both kill points come early and cheaply."""
-    from ssl_ext.engine.builders import build_raw_dataset
+    from ssl_ext.data.build import build_raw_dataset
 
     base = compose_config([f"config={config}"])
     batch = int(base.config.DATA.TRAIN.BATCHSIZE_PER_REPLICA)

@@ -54,11 +54,12 @@ def test_prototypes_get_gradients_and_no_weight_decay_unless_asked(regularize):
     import torch
 
     from ssl_ext.engine import builders
+    from ssl_ext.engine.optimizers.param_groups import param_groups
     from ssl_ext.engine.output import ModelOutput
 
     cfg = compose_config(["config=pretrain/pmsn/pmsn_cpu_tiny", f"config.OPTIMIZER.REGULARIZE_PROTOTYPES={regularize}"])
     loss = builders.build_loss(cfg)
-    groups = builders.param_groups({"model": builders.build_model(cfg), "loss": loss}, cfg.config.OPTIMIZER)
+    groups = param_groups({"model": builders.build_model(cfg), "loss": loss}, cfg.config.OPTIMIZER)
     (group,) = [g for g in groups if any(p is loss.prototypes for p in g["params"])]
     assert group["weight_decay"] == (cfg.config.OPTIMIZER.WEIGHT_DECAY if regularize else 0.0)
     dim = cfg.config.LOSS.PARAMS.embed_dim
