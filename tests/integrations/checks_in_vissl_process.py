@@ -119,3 +119,11 @@ def test_ssl_ext_trunk_masks_the_student_only():
         SSLExtTrunk(AttrDict({"TRUNK": {"SSL_EXT_TRUNK": {"NAME": "pixels", "MASK_STUDENT": True}}}))
     with pytest.raises(ValueError, match="NAME is missing"):
         SSLExtTrunk(AttrDict({"TRUNK": {"SSL_EXT_TRUNK": {}}}))
+
+
+def test_losses_needing_more_than_head_outputs_say_so():
+    """MAE needs the trunk's patch mask and the pixels, which VISSL's model does not hand to a loss."""
+    loss = SSLExtLoss.from_config({"NAME": "mae_loss", "PARAMS": {"patch_size": 8}})
+    loss.prepare_batch({"input": torch.zeros(4, 3), "data_idx": torch.tensor([0, 1, 0, 1])})
+    with pytest.raises(ValueError, match="(?s)patch mask.*mae_loss and data2vec_loss, run with ssl_ext's own trainer"):
+        loss(torch.zeros(4, 8), torch.zeros(4))

@@ -256,7 +256,9 @@ class SSLExtLoss(ClassyLoss):
         except ValueError as error:
             raise ValueError(
                 f"{error}\n(ssl_ext_loss in VISSL: views and teacher are set under {CONFIG_KEY}: STUDENT_VIEWS, "
-                "TEACHER_VIEWS, EMA_TEACHER.ENABLED, NUM_VIEWS)"
+                "TEACHER_VIEWS, EMA_TEACHER.ENABLED, NUM_VIEWS. VISSL hands the loss the head output of every crop "
+                "and nothing else: losses that also need the trunk's patch mask or the input pixels, such as "
+                "mae_loss and data2vec_loss, run with ssl_ext's own trainer, not inside VISSL.)"
             ) from error
         if isinstance(terms, torch.Tensor):
             terms = {"loss": terms}
