@@ -35,6 +35,13 @@ LOSSES = Registry(
     scalar tensor or a dict of named scalar terms whose ``"loss"`` entry is optimized
     (other entries are logged). The mathematics lives in documented functions on plain
     tensors (``ssl_ext/losses/functional.py``) that the module calls.
+
+    Randomness (the resume contract): draw random numbers inside ``forward`` from torch's
+    global generator (or ``ssl_ext.utils.rng.step_generator(purpose)``), never at build time
+    for later use and never by reseeding it. The trainer reseeds the global generators at the
+    start of every step from (seed, epoch, step, rank), so a resumed run draws exactly what the
+    uninterrupted one did. State a plugin carries across steps (queues, centres, counters)
+    lives in buffers or its ``state_dict`` so checkpoints hold it.
     """,
     returns=Returns("forward(output, batch) -> scalar tensor or dict with a 'loss' entry",
                     base="classy_vision.losses.ClassyLoss"),
@@ -45,6 +52,13 @@ HEADS = Registry(
 
     Maps ``(N, in_dim)`` features to ``(N, out_dim)``; the next head receives its
     ``out_dim`` as ``in_dim``.
+
+    Randomness (the resume contract): draw random numbers inside ``forward`` from torch's
+    global generator (or ``ssl_ext.utils.rng.step_generator(purpose)``), never at build time
+    for later use and never by reseeding it. The trainer reseeds the global generators at the
+    start of every step from (seed, epoch, step, rank), so a resumed run draws exactly what the
+    uninterrupted one did. State a plugin carries across steps (queues, centres, counters)
+    lives in buffers or its ``state_dict`` so checkpoints hold it.
     """,
     context=[("in_dim", "width of the features it receives (the trunk's or the previous head's out_dim)")],
     returns=Returns("maps (N, in_dim) to (N, out_dim)", base="torch.nn.Module", attributes=("out_dim",)),
@@ -56,6 +70,13 @@ TRUNKS = Registry(
     Takes images ``(N, C, H, W)`` and returns pooled features ``(N, out_dim)``;
     ``extract_layers(x, names)`` returns a dict of named intermediate features for
     evaluation.
+
+    Randomness (the resume contract): draw random numbers inside ``forward`` from torch's
+    global generator (or ``ssl_ext.utils.rng.step_generator(purpose)``), never at build time
+    for later use and never by reseeding it. The trainer reseeds the global generators at the
+    start of every step from (seed, epoch, step, rank), so a resumed run draws exactly what the
+    uninterrupted one did. State a plugin carries across steps (queues, centres, counters)
+    lives in buffers or its ``state_dict`` so checkpoints hold it.
     """,
     returns=Returns("maps images (N, C, H, W) to features (N, out_dim)", base="torch.nn.Module",
                     attributes=("out_dim", "extract_layers")),
@@ -64,11 +85,15 @@ SAMPLERS = Registry(
     "sampler",
     """Index samplers of the training loader (``ssl_ext/samplers``).
 
-    Yields the dataset indices this rank loads, ``__len__`` of them per epoch.
-    ``set_epoch(epoch)`` is called before each epoch; ``state_dict()`` /
-    ``load_state_dict(state)`` carry the position inside the epoch, saved in every
-    checkpoint, which is how a resumed run continues mid-epoch (see
-    ``ssl_ext.samplers.base``).
+    Yields the dataset indices this rank loads, ``__len__`` of them per epoch, as a
+    function of (seed, epoch) only. The resume contract, the one way a run continues
+    mid-epoch: ``state_dict(batches_consumed)`` returns a small dict (ints/strings) with the
+    epoch and the position after ``batches_consumed`` batches of this epoch (the trainer counts
+    consumed batches itself, because loader workers prefetch ahead); the trainer saves it in
+    every checkpoint, and on resume calls ``load_state_dict(state)`` and then
+    ``set_epoch(saved epoch)``, after which ``__iter__`` continues at the saved position; a
+    later ``set_epoch`` starts the next epoch from 0. ``ssl_ext.samplers.base.ResumableSampler``
+    implements all of it for a subclass that only lays out an epoch's indices.
     """,
     context=[
         ("dataset", "the training dataset (items (views, label, index); exposes targets and num_classes)"),
@@ -119,7 +144,7 @@ TRANSFORMS = Registry(
     """Image transforms producing views (``ssl_ext/data/transforms``).
 
     Augmentation draws use torch's global generator, which the data loader seeds
-    per item from (seed, epoch, index).
+    per item from (seed, epoch, index): a transform draws from it and never reseeds it.
     """,
     returns=Returns("a callable taking one image and returning a list of view tensors (C, h, w)", check=_callable),
 )

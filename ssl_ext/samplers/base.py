@@ -21,10 +21,10 @@ with the loaded epoch keeps the pending position, so the usual loop
 ``sampler.set_epoch(epoch); for batch in loader: ...`` resumes correctly.
 
 A ``DataLoader`` with workers pulls indices ahead of the batches the training
-loop has consumed, so ``num_yielded`` may run ahead of the truth. A trainer that
-counts consumed batches itself should save
-``{**sampler.state_dict(), "num_yielded": batches_consumed * batch_size}`` (or call
-``sampler.state_dict(batches_consumed=...)``, which does exactly that).
+loop has consumed, so ``num_yielded`` may run ahead of the truth. The trainer
+therefore calls ``state_dict(batches_consumed=...)`` with the batches it counted
+itself, saves that in every checkpoint, and on resume calls ``load_state_dict``
+(the one resume mechanism; nothing skips indices from outside).
 
 ``len(sampler)`` is the number of indices this rank yields in a full epoch, also
 in a resumed epoch (the remaining count is ``len(sampler) - num_yielded``).

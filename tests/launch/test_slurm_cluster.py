@@ -28,6 +28,11 @@ from slurm_testing import (
 # 128 images, 16 per rank: 4 updates per epoch on 2 ranks. No epoch checkpoints, so the only
 # checkpoint before the final one is the one written when the job is signalled.
 LONG_RUN = ["config.OPTIMIZER.NUM_EPOCHS=8", "config.CHECKPOINT.CHECKPOINT_FREQUENCY=0"]
+# MSN (ViT with patch drop, EMA teacher, prototypes, Sinkhorn over both ranks) on a quarter of digits:
+# 3 updates per epoch on 2 ranks, 12 in all; deterministic so the comparison can be bit for bit.
+MSN_RUN = ["config=pretrain/msn/msn_cpu_tiny", "++config.DATA.TRAIN.SOURCE_PARAMS.train_fraction=0.25",
+           "config.OPTIMIZER.NUM_EPOCHS=4", "config.CHECKPOINT.CHECKPOINT_FREQUENCY=-1", "config.DETERMINISTIC=true",
+           "config.MACHINE.DEVICE=cpu", "config.MACHINE.NUM_THREADS=1", "config.HOOKS.EXTRA=[]"]
 JOB_TIMEOUT_S = 200
 
 
@@ -69,6 +74,9 @@ def launched(slurm_cluster, tmp_path_factory):
         submit("capped", *LONG_RUN, "config.SLURM.MAX_REQUEUES=0", "config.DISTRIBUTED.NUM_PROC_PER_NODE=1")
         state.signals["capped"] = SignalWhenTraining(*state.jobs["capped"], min_iterations=2, timeout=JOB_TIMEOUT_S)
         submit("reference", *LONG_RUN)
+        submit("msn_preempted", *MSN_RUN)
+        state.signals["msn_preempted"] = SignalWhenTraining(*state.jobs["msn_preempted"], min_iterations=3, timeout=JOB_TIMEOUT_S)
+        submit("msn_reference", *MSN_RUN)
         yield state
     finally:
         for job, _ in state.jobs.values():
@@ -119,6 +127,44 @@ def test_preempted_job_checkpoints_requeues_and_resumes_exactly(launched):
     assert resumed_weights.keys() == uninterrupted.keys()
     for name, value in uninterrupted.items():
         assert torch.equal(resumed_weights[name], value), f"{name} differs from the uninterrupted run"
+
+
+def test_requeued_msn_on_two_tasks_matches_the_uninterrupted_run_bit_for_bit(launched):
+    """The teacher-based flagship: every logged loss term of every step, and every tensor of the final
+    checkpoint (student, EMA teacher, prototypes, optimizer moments), equal after a SLURM requeue."""
+    job, run_dir = launched.jobs["msn_preempted"]
+    reached = launched.signals["msn_preempted"].result()
+    reference_job, reference_dir = launched.jobs["msn_reference"]
+    wait_for_job(job, JOB_TIMEOUT_S)
+    wait_for_job(reference_job, JOB_TIMEOUT_S)
+    assert [r["iteration"] for r in job.results()] == [12, 12]
+    [stop] = [json.loads(line) for line in (run_dir / "preemptions.jsonl").read_text().splitlines()]
+    assert reached <= stop["iteration"] < 12 and "Requeued job" in Path(job.paths.stderr).read_text()
+
+    def steps(directory):
+        records = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in r.items() if "img" not in k and "time" not in k} for r in records if "loss" in r]
+
+    assert [r["iteration"] for r in steps(run_dir)] == list(range(1, 13))
+    assert steps(run_dir) == steps(reference_dir)
+    final = torch_load(json.loads((run_dir / "DONE").read_text())["final_checkpoint"])
+    expected = torch_load(json.loads((reference_dir / "DONE").read_text())["final_checkpoint"])
+    for part in ("model", "teacher", "loss", "optimizer"):
+        _assert_same_tensors(final[part], expected[part], part)
+
+
+def _assert_same_tensors(a, b, where):
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _assert_same_tensors(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same_tensors(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
 
 
 def test_requeue_cap_stops_the_job_with_its_reason(launched):
