@@ -127,3 +127,51 @@ def test_losses_needing_more_than_head_outputs_say_so():
     loss.prepare_batch({"input": torch.zeros(4, 3), "data_idx": torch.tensor([0, 1, 0, 1])})
     with pytest.raises(ValueError, match="(?s)patch mask.*mae_loss and data2vec_loss, run with ssl_ext's own trainer"):
         loss(torch.zeros(4, 8), torch.zeros(4))
+
+
+# Every registered loss through the adapter, as VISSL calls it: 4 crops (2 large, 2 focal) of 4 images,
+# 16-dim head outputs, teacher outputs as EMATeacherHook leaves them. A new loss that needs other
+# settings gets an entry here (PARAMS, then the view keys of config.LOSS.ssl_ext_loss).
+PROTOTYPES = {"num_prototypes": 8, "embed_dim": 16}
+VISSL_SETTINGS = {
+    "simclr_loss": ({}, {"STUDENT_VIEWS": [0, 1]}),
+    "vicreg_loss": ({}, {"STUDENT_VIEWS": [0, 1]}),
+    "byol_loss": ({}, {"STUDENT_VIEWS": [0, 1], "TEACHER_VIEWS": [0, 1]}),
+    "msn_loss": (PROTOTYPES, {"STUDENT_VIEWS": [1, 2, 3], "TEACHER_VIEWS": [0]}),
+    "pmsn_loss": (PROTOTYPES, {"STUDENT_VIEWS": [1, 2, 3], "TEACHER_VIEWS": [0]}),
+    "swav_loss": (PROTOTYPES, {}),
+    "pswav_loss": (PROTOTYPES, {}),
+    "dino_loss": ({"out_dim": 16}, {"TEACHER_VIEWS": [0, 1]}),
+    "pdino_loss": ({"out_dim": 16}, {"TEACHER_VIEWS": [0, 1]}),
+}
+NEEDS_MORE_THAN_HEAD_OUTPUTS = {"mae_loss", "data2vec_loss"}
+
+
+def _registered_losses():
+    from registry import LOSSES
+
+    return sorted(LOSSES.names())
+
+
+@pytest.mark.parametrize("name", _registered_losses())
+def test_every_registered_loss_through_the_adapter(name):
+    params, views = VISSL_SETTINGS.get(name, ({}, {}))
+    loss = SSLExtLoss.from_config({"NAME": name, "PARAMS": params, **views, "EMA_TEACHER": {"ENABLED": True}})
+    n = 4
+    crops = [torch.zeros(n, 3, 32, 32)] * 2 + [torch.zeros(n, 3, 16, 16)] * 2
+    layout = loss.prepare_batch({"input": crops, "data_idx": [torch.arange(n).repeat(4)], "target": torch.zeros(4 * n)})
+    torch.manual_seed(0)
+    teacher_ids = loss.resolved_views(loss.teacher_view_ids, "TEACHER_VIEWS", layout)
+    loss.teacher_outputs = [torch.randn(n, 16) for _ in teacher_ids]
+    head_output = torch.randn(4 * n, 16, requires_grad=True)
+    if name in NEEDS_MORE_THAN_HEAD_OUTPUTS:
+        with pytest.raises(ValueError, match="run with ssl_ext's own trainer"):
+            loss(head_output, torch.zeros(4 * n))
+        return
+    value = loss(head_output, torch.zeros(4 * n))
+    assert value.dim() == 0 and torch.isfinite(value)
+    assert loss.last_terms["loss"] == pytest.approx(value.item())
+    value.backward()
+    student_ids = loss.resolved_views(loss.student_view_ids, "STUDENT_VIEWS", layout)
+    grads = head_output.grad.view(4, n, 16).abs().sum(dim=(1, 2))
+    assert all(grads[v] > 0 for v in student_ids), f"no gradient reaches student views {student_ids}: {grads}"
