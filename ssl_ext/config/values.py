@@ -125,8 +125,9 @@ RULES: Dict[str, Any] = {
     "config.HOOKS.LOG_FREQUENCY": POSITIVE_INT,
     "config.HOOKS.PROGRESS_BAR": Choice(["auto", "on", "off"]),
     "config.CHECKPOINT.DIR": NonEmpty(),
-    "config.CHECKPOINT.CHECKPOINT_FREQUENCY": OFF_OR_POSITIVE,
-    "config.CHECKPOINT.CHECKPOINT_ITER_FREQUENCY": OFF_OR_POSITIVE,
+    # 0 and -1 both turn periodic checkpoints off (the final one is always written).
+    "config.CHECKPOINT.CHECKPOINT_FREQUENCY": Number(low=0, or_value=-1),
+    "config.CHECKPOINT.CHECKPOINT_ITER_FREQUENCY": Number(low=0, or_value=-1),
     "config.CHECKPOINT.KEEP_LAST": NON_NEGATIVE,
     "config.CHECKPOINT.ON_UNREADABLE": Choice(["stop", "start_over"]),
     "config.DISTRIBUTED.BACKEND": Choice(["auto", "gloo", "nccl"]),
