@@ -20,14 +20,14 @@ CONFIGS = sorted(
     for path in glob.glob(os.path.join(REPO, "configs_yaml", "pretrain", "*", "*cpu_tiny*.yaml"))
 )
 # Kill points ([event, epoch, step_in_epoch]): after the 3rd update of epoch 0, whose newest
-# checkpoint is iteration 2 (mid-epoch resume); and in the first forward of epoch 1, whose newest
-# checkpoint is the end of epoch 0 (epoch-boundary resume).
+# checkpoint is iteration 2 (mid-epoch resume: that update is lost and redone); and in the first
+# forward of epoch 1, whose newest checkpoint is the end of epoch 0 (epoch-boundary resume).
 MID_EPOCH = ["on_update", 0, 3]
 EPOCH_BOUNDARY = ["on_forward", 1, 0]
 
 
 def data_overrides(config: str, world_size: int) -> list:
-    """Overrides that make an epoch 4-6 steps long, so both kill points come early and cheaply."""
+    """Overrides that make an epoch 3 steps long, so both kill points come early and cheaply."""
     from ssl_ext.data.build import build_raw_dataset
 
     base = compose_config([f"config={config}"])
@@ -36,14 +36,14 @@ def data_overrides(config: str, world_size: int) -> list:
     if list(base.config.DATA.TRAIN.DATA_SOURCES) == ["digits"]:
         fraction = float(base.config.DATA.TRAIN.SOURCE_PARAMS.get("train_fraction", 0.8))
         size = len(build_raw_dataset(base, "TRAIN"))
-        wanted = min(fraction, fraction * 5 * batch * world_size / size)
+        wanted = min(fraction, fraction * 3.5 * batch * world_size / size)
         args.append(f"++config.DATA.TRAIN.SOURCE_PARAMS.train_fraction={wanted:.4f}")
         base = compose_config([f"config={config}", args[-1]])
     size = len(build_raw_dataset(base, "TRAIN"))
-    if size // (batch * world_size) < 4:
-        batch = max(4, size // (4 * world_size))
+    if size // (batch * world_size) < 3:
+        batch = max(4, size // (3 * world_size))
         args.append(f"config.DATA.TRAIN.BATCHSIZE_PER_REPLICA={batch}")
-    assert size // (batch * world_size) >= 4, (config, size, batch)
+    assert size // (batch * world_size) >= 3, (config, size, batch)
     return args
 
 
