@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
 import registry
+from ssl_ext.data import batched
 from ssl_ext.data.views import ViewsDataset, collate_views
 from ssl_ext.utils.containers import plain
 from ssl_ext.utils.rng import derive_seed
@@ -70,8 +71,15 @@ def build_raw_dataset(cfg: DictConfig, split: str = "TRAIN") -> Dataset:
 def build_dataset(cfg: DictConfig, split: str = "TRAIN", transform: bool = True) -> ViewsDataset:
     """Raw dataset of ``DATA.<split>`` wrapped so items are ``(views, label, index)``."""
     base = build_raw_dataset(cfg, split)
+    if transform and _augment_on_device(cfg, split):
+        # The loader only decodes; ssl_ext.data.batched makes the views of each batch on the training device.
+        return ViewsDataset(batched.decode_to_tensors(base), batched.build_loader_transform(cfg), seed=int(cfg.config.SEED_VALUE))
     views_transform = registry.build_transform(plain(cfg.config.DATA[split].TRANSFORM)) if transform else None
     return ViewsDataset(base, views_transform, seed=int(cfg.config.SEED_VALUE))
+
+
+def _augment_on_device(cfg: DictConfig, split: str) -> bool:
+    return split == "TRAIN" and batched.augment_on(cfg) == "device"
 
 
 def build_loader(cfg: DictConfig, dataset: Dataset, split: str, rank: int, world_size: int, seed: int) -> Tuple[DataLoader, Sampler]:
@@ -99,7 +107,7 @@ def build_loader(cfg: DictConfig, dataset: Dataset, split: str, rank: int, world
         sampler=sampler,
         drop_last=bool(split_cfg.DROP_LAST),
         num_workers=workers,
-        collate_fn=collate_views,
+        collate_fn=batched.collate_decoded if _augment_on_device(cfg, split) else collate_views,
         pin_memory=torch.cuda.is_available(),
         # Workers are re-created every epoch so they see the dataset's new epoch (augmentation seeds).
         persistent_workers=False,

@@ -186,41 +186,58 @@ def test_augment_on_is_checked_and_loader_means_no_device_augmentation(tmp_path)
 
 
 # ----------------------------------------------------------------- training
-def _train_with_device_augmentation(run_dir):
-    from ssl_ext.engine.trainer import train
-    from ssl_ext.engine.train_engine import build_task
-    from ssl_ext.launch.worker import seed_everything
+import tests.engine._plugins as _test_hooks  # noqa: E402,F401  (registers test_crash_at)
 
-    cfg = compose_config(["config=pretrain/msn/msn_cpu_tiny", f"config.CHECKPOINT.DIR={run_dir}",
-                          "config.DATA.TRAIN.AUGMENT_ON=device", "config.OPTIMIZER.MAX_ITERATIONS=3",
-                          "config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=32", "config.HOOKS.MODEL_COMPLEXITY.ENABLED=false",
-                          "config.HOOKS.PLOT_CURVES=false", "config.HOOKS.EXTRA=[]"])
-    seed_everything(0)  # what the launcher does before building: the same initial weights in both runs
-    task = build_task(cfg)
-    assert task.device_augment is not None
-    # The loader side of AUGMENT_ON=device (decode only, padded uint8 batches); idempotent once build_loader does it.
-    dataset = task.train_loader.dataset
-    batched.decode_to_tensors(dataset.base)
-    dataset.transform = batched.build_loader_transform(cfg)
-    task.train_loader.collate_fn = batched.collate_decoded
-    seen = []
-    augment = task.device_augment
-
-    def record(batch, t):
-        out = augment(batch, t)
-        seen.append(out["views"])
-        return out
-
-    task.device_augment = record
-    summary = train(task)
-    return summary, seen
+DEVICE_MSN = ["config=pretrain/msn/msn_cpu_tiny", "config.DATA.TRAIN.AUGMENT_ON=device", "config.DETERMINISTIC=true",
+              "config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=32", "config.OPTIMIZER.MAX_ITERATIONS=6",
+              "config.DATA.NUM_DATALOADER_WORKERS=1", "config.CHECKPOINT.CHECKPOINT_ITER_FREQUENCY=3",
+              "config.CHECKPOINT.KEEP_LAST=0", "config.HOOKS.LOG_FREQUENCY=1", "config.HOOKS.MODEL_COMPLEXITY.ENABLED=false",
+              "config.HOOKS.PLOT_CURVES=false"]
 
 
-def test_msn_trains_with_augmentation_on_the_device_and_repeats_exactly(tmp_path):
-    summary, views = _train_with_device_augmentation(tmp_path / "a")
-    assert summary["iteration"] == 3 and np.isfinite(summary["final_loss"])
-    # msn_cpu_tiny's multi_crop: target + anchor at 16 px, two focal views at 12 px, one channel.
-    assert [tuple(v.shape) for v in views[0]] == [(32, 1, 16, 16)] * 2 + [(32, 1, 12, 12)] * 2
-    again, views_again = _train_with_device_augmentation(tmp_path / "b")
-    assert again["final_loss"] == summary["final_loss"]
-    assert all(torch.equal(a, b) for step, step_again in zip(views, views_again) for a, b in zip(step, step_again))
+def _launch(run_dir, *overrides):
+    from ssl_ext.launch.local import launch
+
+    return launch(compose_config([*DEVICE_MSN, f"config.CHECKPOINT.DIR={run_dir}", *overrides]))
+
+
+def _losses(run_dir):
+    import json
+
+    with open(run_dir / "metrics.jsonl") as f:
+        return [(r["iteration"], r["loss"]) for r in map(json.loads, filter(str.strip, f)) if "loss" in r]
+
+
+def test_msn_trains_with_views_made_on_the_device_and_resumes_bit_exactly(tmp_path):
+    from ssl_ext.engine import checkpoint as ckpt
+    from ssl_ext.utils.io import torch_load
+
+    straight = _launch(tmp_path / "straight")
+    assert straight["iteration"] == 6 and np.isfinite(straight["final_loss"])
+    with pytest.raises(Exception, match="simulated crash at iteration 4"):
+        _launch(tmp_path / "crashed", "config.HOOKS.EXTRA=[{NAME: test_crash_at, PARAMS: {iteration: 4}}]")
+    _launch(tmp_path / "crashed")
+    assert _losses(tmp_path / "crashed") == _losses(tmp_path / "straight")
+    weights = [torch_load(ckpt.list_checkpoints(str(tmp_path / name))[0][1])["model"] for name in ("straight", "crashed")]
+    assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
+
+
+def test_the_training_loader_only_decodes_when_augmentation_runs_on_the_device(tmp_path):
+    from ssl_ext.data.build import build_dataset, build_loader
+
+    for i in range(4):
+        folder = tmp_path / "images" / f"class_{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(_photo(45 + i, 60, i % 2).permute(1, 2, 0).numpy()).save(folder / f"{i}.jpg")
+    cfg = compose_config([f"config.CHECKPOINT.DIR={tmp_path / 'run'}", "config.DATA.TRAIN.AUGMENT_ON=device",
+                          "config.DATA.TRAIN.DATA_SOURCES=[disk_folder]", f"config.DATA.TRAIN.DATA_PATHS=[{tmp_path / 'images'}]",
+                          "config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=4", "config.DATA.TRAIN.DECODE_MAX_SIZE=50"])
+    dataset = build_dataset(cfg, "TRAIN")
+    assert dataset.base.decode_to_tensor and isinstance(dataset.transform, DecodeOnlyTransform)
+    loader, _ = build_loader(cfg, dataset, "TRAIN", rank=0, world_size=1, seed=0)
+    batch = next(iter(loader))
+    assert batch["images"].dtype == torch.uint8 and batch["images"].shape[:2] == (4, 3)
+    assert sorted(batch["image_sizes"].tolist()) == sorted([[round(50 * (45 + i) / 60), 50] for i in range(4)])
+    views = batched.build_device_augment(cfg)({**batch, "epoch": 0})["views"]
+    per_image = registry.build_transform({"NAME": "two_view"})(_photo())
+    assert [tuple(v.shape) for v in views] == [(4, *v.shape) for v in per_image]
