@@ -2,7 +2,7 @@
 decoding and collation for the loader, every multi-view transform selectable from YAML, and training with it."""
 from __future__ import annotations
 
-import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -176,6 +176,35 @@ def test_every_multi_view_transform_is_selectable_for_the_batched_path_from_yaml
     batch = augment({**_batch([_photo(40, 40), _photo(30, 50)], [0, 1]), "epoch": 0})
     assert [tuple(v.shape[1:]) for v in batch["views"]] == [tuple(v.shape) for v in per_image]
     assert "images" not in batch and batch["index"].tolist() == [0, 1]
+
+
+def _training_transform_specs():
+    """Every complete ``DATA.TRAIN.TRANSFORM`` in the shipped configs (overlays without a NAME are left out)."""
+    from omegaconf import OmegaConf
+
+    from ssl_ext.config.paths import config_root
+
+    specs = {}
+    for path in sorted(Path(config_root()).rglob("*.yaml")):
+        spec = OmegaConf.select(OmegaConf.load(path), "config.DATA.TRAIN.TRANSFORM")
+        if spec is not None and "NAME" in spec:
+            specs.setdefault(repr(OmegaConf.to_container(spec)), (str(path.relative_to(config_root())), spec))
+    return sorted(specs.values(), key=lambda item: item[0])
+
+
+@pytest.mark.parametrize("config_file,spec", _training_transform_specs(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_shipped_training_transform_runs_on_the_batched_path(config_file, spec):
+    from omegaconf import OmegaConf
+
+    transform = registry.build_transform(OmegaConf.to_container(spec))
+    per_image = transform(_photo(40, 50))
+    views = BatchedViews.from_transform(transform)(**_batch_inputs([_photo(40, 50), _photo(30, 60, 1)]), seed=0, epoch=0)
+    assert [tuple(v.shape[1:]) for v in views] == [tuple(v.shape) for v in per_image], config_file
+
+
+def _batch_inputs(photos):
+    batch = _batch(photos, list(range(len(photos))))
+    return {"images": batch["images"], "image_sizes": batch["image_sizes"], "indices": batch["index"]}
 
 
 def test_augment_on_is_checked_and_loader_means_no_device_augmentation(tmp_path):
