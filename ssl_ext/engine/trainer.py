@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -26,6 +27,7 @@ from ssl_ext.engine import checkpoint as ckpt
 from ssl_ext.engine import preemption
 from ssl_ext.engine.model import SSLModel, ema_update
 from ssl_ext.engine.output import ModelOutput
+from ssl_ext.config.errors import ConfigError
 from ssl_ext.errors import RunStopped
 from ssl_ext.engine.schedules import loss_param_schedule, lr_schedule, wd_schedule, build_schedule
 from ssl_ext.utils import distributed as dist_utils
@@ -55,6 +57,57 @@ class TrainStep(nn.Module):
         return terms, output
 
 
+@dataclass(frozen=True)
+class LoopSettings:
+    """Every config key the loop itself reads, in one place (components read theirs when built).
+
+    ``config.OPTIMIZER``: ``ACCUMULATE_GRAD_STEPS`` (batches per optimizer update),
+    ``NUM_EPOCHS``, ``MAX_ITERATIONS`` (-1: no cap), ``BASE_LR`` for a global batch of
+    ``BASE_LR_BATCH_SIZE`` (scaled linearly), ``CLIP_GRAD_NORM`` (0: off); the LR and WD schedules
+    are read from the section by ``engine.schedules``. ``config.MODEL``: ``STUDENT_VIEWS`` /
+    ``TEACHER_VIEWS`` ([] = all), ``EMA_TEACHER.MOMENTUM_START/END``, ``AMP.ENABLED/DTYPE``.
+    ``config.LOSS_SCHEDULES``: loss attributes to schedule. ``config.CHECKPOINT``: ``DIR``,
+    ``KEEP_LAST``, ``ON_UNREADABLE``. ``config.SEED_VALUE`` (per-step random draws) and
+    ``config.DATA.TRAIN.BATCHSIZE_PER_REPLICA``.
+    """
+
+    run_dir: str
+    seed: int
+    batch_size_per_replica: int
+    accumulate: int
+    num_epochs: int
+    max_iterations: int
+    base_lr: float
+    base_lr_batch_size: float
+    clip_grad_norm: float
+    student_views: tuple
+    teacher_views: tuple
+    ema_momentum_start: float
+    ema_momentum_end: float
+    amp_enabled: bool
+    amp_dtype: str
+    loss_schedules: Dict[str, Dict[str, Any]]
+    keep_last: int
+    on_unreadable: str
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> "LoopSettings":
+        c = cfg.config
+        return cls(
+            run_dir=str(c.CHECKPOINT.DIR), seed=int(c.SEED_VALUE),
+            batch_size_per_replica=int(c.DATA.TRAIN.BATCHSIZE_PER_REPLICA),
+            accumulate=int(c.OPTIMIZER.ACCUMULATE_GRAD_STEPS), num_epochs=int(c.OPTIMIZER.NUM_EPOCHS),
+            max_iterations=int(c.OPTIMIZER.MAX_ITERATIONS), base_lr=float(c.OPTIMIZER.BASE_LR),
+            base_lr_batch_size=float(c.OPTIMIZER.BASE_LR_BATCH_SIZE), clip_grad_norm=float(c.OPTIMIZER.CLIP_GRAD_NORM),
+            student_views=tuple(c.MODEL.STUDENT_VIEWS), teacher_views=tuple(c.MODEL.TEACHER_VIEWS),
+            ema_momentum_start=float(c.MODEL.EMA_TEACHER.MOMENTUM_START),
+            ema_momentum_end=float(c.MODEL.EMA_TEACHER.MOMENTUM_END),
+            amp_enabled=bool(c.MODEL.AMP.ENABLED), amp_dtype=str(c.MODEL.AMP.DTYPE),
+            loss_schedules={name: dict(spec) for name, spec in (c.LOSS_SCHEDULES or {}).items()},
+            keep_last=int(c.CHECKPOINT.KEEP_LAST), on_unreadable=str(c.CHECKPOINT.get("ON_UNREADABLE", "stop")),
+        )
+
+
 class Task:
     """Everything the loop and its hooks share for one run (VISSL's task, made small).
 
@@ -68,46 +121,41 @@ class Task:
     def __init__(self, cfg: DictConfig, student: SSLModel, loss: nn.Module, optimizer: torch.optim.Optimizer,
                  train_loader, sampler, hooks: List[Any], teacher: Optional[SSLModel] = None,
                  device: Optional[torch.device] = None):
-        c = cfg.config
         self.cfg = cfg
-        self.run_dir = str(c.CHECKPOINT.DIR)
+        self.settings = settings = LoopSettings.from_config(cfg)
+        self.run_dir = settings.run_dir
         self.device = device or torch.device("cpu")
         self.rank, self.world_size = dist_utils.get_rank(), dist_utils.get_world_size()
         self.student, self.teacher, self.loss, self.optimizer = student, teacher, loss, optimizer
         self.train_loader, self.sampler, self.hooks = train_loader, sampler, hooks
-        self.accumulate = int(c.OPTIMIZER.ACCUMULATE_GRAD_STEPS)
-        self.num_epochs = int(c.OPTIMIZER.NUM_EPOCHS)
+        self.accumulate = settings.accumulate
+        self.num_epochs = settings.num_epochs
         self.iterations_per_epoch = len(train_loader) // self.accumulate
         if self.iterations_per_epoch == 0:
-            raise ValueError(
-                f"An epoch has {len(train_loader)} batches, fewer than ACCUMULATE_GRAD_STEPS={self.accumulate}: "
-                f"lower config.DATA.TRAIN.BATCHSIZE_PER_REPLICA or use more data."
+            raise ConfigError(
+                f"An epoch has {len(train_loader)} batches, fewer than config.OPTIMIZER.ACCUMULATE_GRAD_STEPS="
+                f"{self.accumulate}: lower config.DATA.TRAIN.BATCHSIZE_PER_REPLICA or use more data."
             )
         planned = self.num_epochs * self.iterations_per_epoch
-        max_iters = int(c.OPTIMIZER.MAX_ITERATIONS)
-        self.max_iterations = min(planned, max_iters) if max_iters > 0 else planned
-        self.global_batch_size = int(c.DATA.TRAIN.BATCHSIZE_PER_REPLICA) * self.world_size * self.accumulate
-        self.peak_lr = float(c.OPTIMIZER.BASE_LR) * self.global_batch_size / float(c.OPTIMIZER.BASE_LR_BATCH_SIZE)
-        self.lr_schedule = lr_schedule(c.OPTIMIZER, self.peak_lr, self.num_epochs)
-        self.wd_schedule = wd_schedule(c.OPTIMIZER)
-        ema = c.MODEL.EMA_TEACHER
-        self.ema_schedule = build_schedule("linear", float(ema.MOMENTUM_START), float(ema.MOMENTUM_END))
-        self.loss_schedules = {
-            name: loss_param_schedule(name, dict(spec)) for name, spec in (c.LOSS_SCHEDULES or {}).items()
-        }
+        self.max_iterations = min(planned, settings.max_iterations) if settings.max_iterations > 0 else planned
+        self.global_batch_size = settings.batch_size_per_replica * self.world_size * self.accumulate
+        self.peak_lr = settings.base_lr * self.global_batch_size / settings.base_lr_batch_size
+        self.lr_schedule = lr_schedule(cfg.config.OPTIMIZER, self.peak_lr, self.num_epochs)
+        self.wd_schedule = wd_schedule(cfg.config.OPTIMIZER)
+        self.ema_schedule = build_schedule("linear", settings.ema_momentum_start, settings.ema_momentum_end)
+        self.loss_schedules = {name: loss_param_schedule(name, spec) for name, spec in settings.loss_schedules.items()}
         self.scheduled_owners = {name: _attribute_owner(loss, name) for name in self.loss_schedules}
-        self.student_views = list(c.MODEL.STUDENT_VIEWS)
-        self.teacher_views = list(c.MODEL.TEACHER_VIEWS)
-        amp = c.MODEL.AMP
-        self.amp_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(str(amp.DTYPE))
-        if amp.ENABLED and self.amp_dtype is None:
-            raise ValueError(f"config.MODEL.AMP.DTYPE={amp.DTYPE!r}: use bfloat16 or float16.")
-        if amp.ENABLED and self.amp_dtype == torch.float16 and self.device.type != "cuda":
-            raise ValueError("config.MODEL.AMP.DTYPE=float16 needs CUDA; use bfloat16 on CPU.")
-        self.amp_enabled = bool(amp.ENABLED)
+        self.student_views = list(settings.student_views)
+        self.teacher_views = list(settings.teacher_views)
+        self.amp_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(settings.amp_dtype)
+        if settings.amp_enabled and self.amp_dtype is None:
+            raise ConfigError(f"config.MODEL.AMP.DTYPE={settings.amp_dtype!r}: use bfloat16 or float16.")
+        if settings.amp_enabled and self.amp_dtype == torch.float16 and self.device.type != "cuda":
+            raise ConfigError("config.MODEL.AMP.DTYPE=float16 needs CUDA; use bfloat16 on CPU.")
+        self.amp_enabled = settings.amp_enabled
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_enabled and self.amp_dtype == torch.float16)
-        self.clip_grad_norm = float(c.OPTIMIZER.CLIP_GRAD_NORM)
-        self.seed = int(c.SEED_VALUE)
+        self.clip_grad_norm = settings.clip_grad_norm
+        self.seed = settings.seed
         # Optional fn(batch, task) -> batch run on the device batch before the forward (batched augmentation).
         self.device_augment = None
         self.epoch = self.iteration = self.step_in_epoch = 0
@@ -171,7 +219,7 @@ class Task:
             state["rng"] = rng_states
             state["world_size"] = self.world_size
             path = ckpt.save_checkpoint(
-                self.run_dir, self.iteration, state, int(self.cfg.config.CHECKPOINT.KEEP_LAST), self.readable_checkpoints,
+                self.run_dir, self.iteration, state, self.settings.keep_last, self.readable_checkpoints,
             )
         dist_utils.barrier()
         self.last_checkpoint_path = path
@@ -213,7 +261,7 @@ class Task:
         self.readable_checkpoints.add(path)
 
     def try_auto_resume(self) -> bool:
-        found = ckpt.load_newest_checkpoint(self.run_dir, str(self.cfg.config.CHECKPOINT.ON_UNREADABLE))
+        found = ckpt.load_newest_checkpoint(self.run_dir, self.settings.on_unreadable)
         if found is None:
             return False
         path, state = found
@@ -222,7 +270,7 @@ class Task:
             raise ckpt.CheckpointError(
                 f"Run {self.run_dir} has already trained {self.iteration} iterations (checkpoint {path}), more than this "
                 f"config asks for in all ({self.max_iterations}: config.OPTIMIZER.NUM_EPOCHS={self.num_epochs}, "
-                f"MAX_ITERATIONS={self.cfg.config.OPTIMIZER.MAX_ITERATIONS}). Nothing was changed. Raise NUM_EPOCHS to "
+                f"MAX_ITERATIONS={self.settings.max_iterations}). Nothing was changed. Raise NUM_EPOCHS to "
                 "train further, or use a new config.CHECKPOINT.DIR for a shorter run."
             )
         logger.info("Resumed from %s (epoch %d, iteration %d).", path, self.epoch, self.iteration)
@@ -253,6 +301,23 @@ class Task:
             return [t.detach() for t in self.teacher(views, mask=False, use_student_heads=False)]
 
     def step(self, batch: Dict[str, Any]) -> None:
+        """One micro-batch; every ``ACCUMULATE_GRAD_STEPS`` of them make one optimizer update::
+
+            seed the global RNGs from (seed, epoch, step_in_epoch, rank)
+            batch = batch on the device (then device_augment, if set)
+            lr, wd, EMA momentum, loss attributes = their schedules at iteration / max_iterations
+            with autocast:                                      # AMP when enabled
+                teacher_out = teacher(teacher views)            # no grad; None without a teacher
+                terms = loss(ModelOutput(student(student views, mask=True), teacher_out), batch)
+            hooks.on_forward                                    # NaN guard, logging
+            backward(scale(terms["loss"]) / ACCUMULATE_GRAD_STEPS)   # DDP syncs only on updates
+            hooks.on_backward
+            if this micro-batch completes an update:
+                unscale, clip (CLIP_GRAD_NORM), optimizer step, zero grads
+                teacher <- EMA(teacher, student); iteration += 1
+                hooks.on_update                                 # checkpoints, metrics
+            hooks.on_step
+        """
         # Every random draw of this step (patch drop, masks, noise) follows from this key alone.
         rng.seed_step(self.seed, self.epoch, self.step_in_epoch, self.rank)
         self.batch = batch = _to_device(batch, self.device)
