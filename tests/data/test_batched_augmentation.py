@@ -212,6 +212,9 @@ def test_augment_on_is_checked_and_loader_means_no_device_augmentation(tmp_path)
     assert batched.build_device_augment(compose_config(base)) is None
     with pytest.raises(Exception, match="AUGMENT_ON"):
         batched.build_device_augment(compose_config(base + ["config.DATA.TRAIN.AUGMENT_ON=gpu"]))
+    with pytest.raises(ValueError, match="DECODE_MAX_SIZE=12 is smaller than the largest view .*16 px"):
+        batched.build_loader_transform(compose_config(base + ["config.DATA.TRAIN.AUGMENT_ON=device",
+                                                              "config.DATA.TRAIN.DECODE_MAX_SIZE=12"]))
 
 
 # ----------------------------------------------------------------- training

@@ -72,8 +72,15 @@ def build_loader_transform(cfg):
     """The loader's per-item transform under ``AUGMENT_ON=device``: ``decode_only`` with the views' channel count."""
     from ssl_ext.data.transforms.batched_decode import DecodeOnlyTransform
 
-    channels = int(getattr(_train_transform(cfg), "channels", 3))
-    return DecodeOnlyTransform(max_size=int(cfg.config.DATA.TRAIN.get("DECODE_MAX_SIZE", 512)), channels=channels)
+    transform = _train_transform(cfg)
+    max_size = int(cfg.config.DATA.TRAIN.get("DECODE_MAX_SIZE", 512))
+    largest = max(max(spec.size) for spec, _ in view_plan(transform))
+    if max_size < largest:
+        raise ValueError(
+            f"config.DATA.TRAIN.DECODE_MAX_SIZE={max_size} is smaller than the largest view of "
+            f"config.DATA.TRAIN.TRANSFORM ({largest} px): every crop would be upsampled. Set it to at least {largest}."
+        )
+    return DecodeOnlyTransform(max_size=max_size, channels=int(getattr(transform, "channels", 3)))
 
 
 def decode_to_tensors(dataset):
