@@ -222,8 +222,9 @@ def check_pmsn_run(run, labels, batch):
         assert len(target[0].unique()) <= 2
 
 
-def test_view_layouts_and_config_errors_in_a_vissl_process(vissl_install):
-    """checks_in_vissl_process.py: layouts (view-major, image-major, per crop), pairing, error messages."""
+def test_adapter_checks_in_a_vissl_process(vissl_install):
+    """checks_in_vissl_process.py: view layouts (view-major, image-major, per crop), pairing, every registered
+    loss through the adapter, the teacher's heads and masking, error messages."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(vissl_install), str(REPO)]), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", str(Path(__file__).with_name("checks_in_vissl_process.py")),
