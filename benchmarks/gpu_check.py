@@ -242,16 +242,29 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def tf32_disabled():
-    """Full fp32 matmuls/convolutions on CUDA (cuDNN allows TF32 by default), restored afterwards."""
+    """Full fp32 matmuls/convolutions on CUDA (cuDNN allows TF32 by default), restored afterwards.
+
+    Through the ``allow_tf32`` flags; torch versions that refuse them once the newer
+    ``fp32_precision`` settings are in use get those instead.
+    """
     import torch
 
-    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    try:
+        saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    except RuntimeError:
+        saved = None
+        previous = (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision)
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+        torch.backends.cudnn.conv.fp32_precision = "ieee"
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        if saved is not None:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        else:
+            torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision = previous
 
 
 def synchronize(device) -> None:

@@ -129,3 +129,12 @@ def test_every_check_runs_on_the_cpu(gpu_check, tmp_path, capsys):
     markdown = (out / "gpu_check.md").read_text()
     assert "## train: pass" in markdown and "| simclr_cpu_tiny fp32 | pass |" in markdown
     assert markdown in capsys.readouterr().out  # the table is printed too
+
+
+def test_tf32_is_off_inside_the_comparison_and_restored_after(gpu_check):
+    import torch
+
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    with gpu_check.tf32_disabled():
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
