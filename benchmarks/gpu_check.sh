@@ -16,18 +16,25 @@ SITE=${GPU_CHECK_SITE:-/tmp/ssl_ext_site}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 
+PIP=("$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE")
 if compgen -G "$WHEELS/*.whl" >/dev/null; then
   started=$(date +%s)
   # --no-deps: everything else is on the machine already; torch is never replaced.
-  if "$PYTHON" -m pip install --quiet --no-index --no-deps --no-build-isolation --no-compile --no-cache-dir \
-      --upgrade --target "$SITE" "$WHEELS"/*.whl . >"$OUT/install.log" 2>&1; then
-    export GPU_CHECK_INSTALL="installed $(ls "$WHEELS"/*.whl | wc -l) wheels + ssl_ext into $SITE in $(( $(date +%s) - started )) s"
+  if "${PIP[@]}" "$WHEELS"/*.whl >"$OUT/install.log" 2>&1; then
+    GPU_CHECK_INSTALL="installed $(ls "$WHEELS"/*.whl | wc -l) wheels"
   else
-    export GPU_CHECK_INSTALL="pip install FAILED (see install.log): $(tail -1 "$OUT/install.log")"
+    GPU_CHECK_INSTALL="wheel install FAILED ($(tail -1 "$OUT/install.log"))"
   fi
-  echo "gpu_check.sh: $GPU_CHECK_INSTALL"
-  # The installed copy (with the YAML trees it ships) is the one imported, not this checkout.
   export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+  # ssl_ext itself as a regular (non-editable) install, with the configs it ships; the checkout if that fails.
+  if "${PIP[@]}" --no-build-isolation . >>"$OUT/install.log" 2>&1; then
+    GPU_CHECK_INSTALL="$GPU_CHECK_INSTALL + ssl_ext into $SITE in $(( $(date +%s) - started )) s"
+  else
+    GPU_CHECK_INSTALL="$GPU_CHECK_INSTALL; ssl_ext install FAILED ($(tail -1 "$OUT/install.log")): running the checkout"
+    export PYTHONPATH="$PYTHONPATH:$PWD"
+  fi
+  export GPU_CHECK_INSTALL
+  echo "gpu_check.sh: $GPU_CHECK_INSTALL"
 else
   echo "gpu_check.sh: no wheels in $WHEELS: using the Python environment as it is"
 fi
