@@ -41,16 +41,26 @@ def _run_cli(argv: Sequence[str], log_path: str) -> None:
     os._exit(code)
 
 
-def launch_cli(argv: Sequence[str], log_path: str, timeout: float = 300) -> int:
-    """Run ``ssl-ext-run <argv>`` in its own process group; its exit code (-9 when SIGKILLed)."""
+def start_cli(argv: Sequence[str], log_path: str):
+    """Start ``ssl-ext-run <argv>`` in its own process group; ``wait_cli`` collects it."""
     process = _forkserver().Process(target=_run_cli, args=(list(argv), log_path))
     process.start()
+    return process
+
+
+def wait_cli(process, timeout: float = 300) -> int:
+    """The exit code (-9 when SIGKILLed); a run past ``timeout`` is killed and fails the test."""
     process.join(timeout)
     if process.exitcode is None:
         os.killpg(process.pid, signal.SIGKILL)
         process.join()
-        raise TimeoutError(f"{argv} ran past {timeout}s; log: {log_path}")
+        raise TimeoutError(f"a launch ran past {timeout}s")
     return process.exitcode
+
+
+def launch_cli(argv: Sequence[str], log_path: str, timeout: float = 300) -> int:
+    """Run ``ssl-ext-run <argv>`` in its own process group; its exit code (-9 when SIGKILLed)."""
+    return wait_cli(start_cli(argv, log_path), timeout)
 
 
 def metrics(run_dir: str) -> List[Dict[str, Any]]:

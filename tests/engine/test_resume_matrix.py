@@ -13,7 +13,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from ssl_ext.config import compose_config
-from tests.engine.resume_harness import REPO, assert_bitwise_equal, count_tensors, final_state, launch_cli, metrics
+from tests.engine.resume_harness import (
+    REPO, assert_bitwise_equal, count_tensors, final_state, launch_cli, metrics, start_cli, wait_cli,
+)
 
 CONFIGS = sorted(
     os.path.relpath(path, os.path.join(REPO, "configs_yaml"))[: -len(".yaml")]
@@ -47,11 +49,11 @@ def data_overrides(config: str, world_size: int) -> list:
     return args
 
 
-def overrides(config: str, run_dir: str, world_size: int, extra_hooks: list) -> list:
+def overrides(config: str, world_size: int):
+    """The command of one matrix cell, as a function of its run directory and extra hooks."""
     base = compose_config([f"config={config}"])
     args = [
         f"config={config}",
-        f"config.CHECKPOINT.DIR={run_dir}",
         f"config.DISTRIBUTED.NUM_PROC_PER_NODE={world_size}",
         "config.DETERMINISTIC=true",
         "config.MACHINE.DEVICE=cpu",
@@ -68,11 +70,14 @@ def overrides(config: str, run_dir: str, world_size: int, extra_hooks: list) -> 
         "config.PLUGINS=[tests.engine.kill_hook]",
         # Ranks forked from the launcher start in milliseconds; spawn is exercised by the SLURM and DDP tests.
         "config.DISTRIBUTED.START_METHOD=fork",
+        *data_overrides(config, world_size),
     ]
-    args += data_overrides(config, world_size)
-    hooks = OmegaConf.to_container(base.config.HOOKS.EXTRA) + extra_hooks
-    args.append("config.HOOKS.EXTRA=" + _hydra_value(hooks))
-    return args
+    config_hooks = OmegaConf.to_container(base.config.HOOKS.EXTRA)
+
+    def command(run_dir: str, extra_hooks: list) -> list:
+        return [*args, f"config.CHECKPOINT.DIR={run_dir}", "config.HOOKS.EXTRA=" + _hydra_value(config_hooks + extra_hooks)]
+
+    return command
 
 
 def _hydra_value(value) -> str:
@@ -90,14 +95,16 @@ def _hydra_value(value) -> str:
 @pytest.mark.parametrize("config", CONFIGS)
 def test_sigkill_and_relaunch_continue_bit_for_bit(config, world_size, tmp_path):
     reference_dir, killed_dir = str(tmp_path / "uninterrupted"), str(tmp_path / "killed")
-    log = str(tmp_path / "log.txt")
-    assert launch_cli(overrides(config, reference_dir, world_size, []), log) == 0, open(log).read()[-3000:]
+    log, reference_log = str(tmp_path / "log.txt"), str(tmp_path / "reference_log.txt")
+    command = overrides(config, world_size)
+    # The uninterrupted run goes alongside the killed one (each rank uses one thread).
+    reference = start_cli(command(reference_dir, []), reference_log)
 
     kill_hook = {"NAME": "sigkill_process_group",
                  "PARAMS": {"points": [MID_EPOCH, EPOCH_BOUNDARY], "marker_dir": str(tmp_path / "kills")}}
-    command = overrides(config, killed_dir, world_size, [kill_hook])
-    exit_codes = [launch_cli(command, log) for _ in range(3)]
+    exit_codes = [launch_cli(command(killed_dir, [kill_hook]), log) for _ in range(3)]
     assert exit_codes == [-9, -9, 0], (exit_codes, open(log).read()[-3000:])
+    assert wait_cli(reference) == 0, open(reference_log).read()[-3000:]
     assert sorted(os.listdir(tmp_path / "kills")) == ["killed_at_on_forward_1_0", "killed_at_on_update_0_3"]
 
     expected, got = metrics(reference_dir), metrics(killed_dir)
