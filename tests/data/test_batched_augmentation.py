@@ -18,7 +18,6 @@ from ssl_ext.data.batched.augment import BatchedViews
 from ssl_ext.data.image_loading import CorruptImageError, load_image, load_image_tensor
 from ssl_ext.data.transforms.batched_decode import DecodeOnlyTransform
 from ssl_ext.data.transforms.multi_crop import MultiCropTransform
-from ssl_ext.data.transforms.two_view import TwoViewTransform
 
 
 def _photo(height=45, width=60, which=0) -> torch.Tensor:

@@ -16,14 +16,16 @@ The batched path reads its settings from the per-image transform itself
 (``params``) with torchvision's sampling rules, and applies them with batched
 torch / torchvision / kornia operators (``ops``). So both paths draw the same
 augmentation distribution (tested), and a sample's views do not depend on the
-batch, position, rank or device it lands on: exact resume holds.
+batch, position, rank or device it lands on: exact resume holds. What differs is
+below the distribution: the per-image path rounds pixels to uint8 between colour
+steps where the batched one stays in float, and on CUDA crops are resampled by
+``roi_align`` (box averaging) instead of torchvision's antialiased bilinear kernel.
 
-Wiring (``build_task`` / ``build_loader``)::
-
-    if batched.augment_on(cfg) == "device":
-        dataset = ViewsDataset(batched.decode_to_tensors(base), batched.build_loader_transform(cfg), seed)
-        loader = DataLoader(..., collate_fn=batched.collate_decoded)
-        task.device_augment = batched.build_device_augment(cfg)   # fn(batch, task) -> batch
+Wiring: ``ssl_ext.data.build`` gives the training split a ``decode_only`` dataset
+(``decode_to_tensors`` + ``build_loader_transform``) and ``collate_decoded`` when
+``augment_on(cfg) == "device"``; ``ssl_ext.engine.train_engine.build_task`` sets
+``task.device_augment = build_device_augment(cfg)``, which the trainer calls on
+each batch right after moving it to the device.
 """
 from __future__ import annotations
 

@@ -13,7 +13,6 @@ applies a per-view order in four rounds.
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence, Tuple
 
 import torch
