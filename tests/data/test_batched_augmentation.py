@@ -206,6 +206,21 @@ def _batch_inputs(photos):
     return {"images": batch["images"], "image_sizes": batch["image_sizes"], "indices": batch["index"]}
 
 
+def test_what_the_batched_path_cannot_reproduce_fails_naming_the_step_or_transform():
+    from torchvision.transforms import v2
+
+    from ssl_ext.data.batched.spec import ViewSpec, view_plan
+
+    with pytest.raises(ValueError, match="RandomRotation.*no batched equivalent.*AUGMENT_ON=loader"):
+        ViewSpec.from_pipeline([v2.RandomResizedCrop(8), v2.RandomRotation(10)])
+    with pytest.raises(ValueError, match="RandomHorizontalFlip.*comes after 'grayscale'"):
+        ViewSpec.from_pipeline([v2.RandomResizedCrop(8), v2.RandomGrayscale(), v2.RandomHorizontalFlip()])
+    with pytest.raises(ValueError, match="antialiased bilinear"):
+        ViewSpec.from_pipeline([v2.RandomResizedCrop(8, interpolation=v2.InterpolationMode.NEAREST)])
+    with pytest.raises(ValueError, match="EvalResizeTransform has no batched view plan.*view_plan"):
+        view_plan(registry.build_transform({"NAME": "eval_resize"}))
+
+
 def test_augment_on_is_checked_and_loader_means_no_device_augmentation(tmp_path):
     base = ["config=demo/tiny_synthetic", f"config.CHECKPOINT.DIR={tmp_path}"]
     assert batched.build_device_augment(compose_config(base)) is None

@@ -82,6 +82,11 @@ class ViewSpec:
             if isinstance(inner, (v2.ToImage, v2.ToPureTensor)):
                 continue
             if isinstance(inner, v2.RandomResizedCrop) and probability == 1.0:
+                if str(getattr(inner.interpolation, "value", inner.interpolation)) != "bilinear" or inner.antialias is False:
+                    raise ValueError(
+                        f"{owner}: the batched path resizes crops with antialiased bilinear interpolation; "
+                        f"{inner!r} asks for another. Use config.DATA.TRAIN.AUGMENT_ON=loader for it."
+                    )
                 mark("crop", inner)
                 fields.update(size=tuple(inner.size), scale=tuple(map(float, inner.scale)), ratio=tuple(map(float, inner.ratio)))
             elif isinstance(inner, v2.RandomHorizontalFlip):
