@@ -186,6 +186,19 @@ def check_values(cfg: DictConfig, schema: DictConfig, origin: Callable[[str], st
                     problem = rule.problem(value)
                     if problem:
                         raise ConfigError(f"Config key {key!r} = {value!r} (in {origin(key)}) {problem}.")
+    check_schedules(cfg)
+
+
+def check_schedules(cfg: DictConfig) -> None:
+    """Build the lr, weight-decay and loss-parameter schedules now (a known NAME, a warm-up shorter than
+    training, LOSS_SCHEDULES' keys): the trainer builds them only after the data and model."""
+    from ssl_ext.engine.schedules import loss_param_schedule, lr_schedule, wd_schedule
+
+    optimizer = _plain(cfg.config.OPTIMIZER)
+    lr_schedule(optimizer, 1.0, optimizer["NUM_EPOCHS"])
+    wd_schedule(optimizer)
+    for name, spec in (_plain(cfg.config.LOSS_SCHEDULES) or {}).items():
+        loss_param_schedule(str(name), spec if isinstance(spec, dict) else {})
 
 
 def _plain_default(default: Any) -> Any:

@@ -8,6 +8,7 @@ same one-line message it would be in a single process.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 import socket
@@ -121,6 +122,11 @@ def launch(cfg: DictConfig) -> Any:
     init_method = str(dist_cfg.INIT_METHOD) or f"tcp://127.0.0.1:{free_port()}"
     start_method = str(dist_cfg.get("START_METHOD", "spawn"))
     with tempfile.TemporaryDirectory(prefix="ssl_ext_launch_") as result_dir:
+        # When one rank stops, torch logs a "Terminating process <pid>" line for each other rank; the
+        # user error (or the crash's traceback) below is the message, so that line is left out.
+        spawn_logger = logging.getLogger("torch.multiprocessing.spawn")
+        level = spawn_logger.level
+        spawn_logger.setLevel(logging.ERROR)
         try:
             mp.start_processes(
                 _spawned, args=(OmegaConf.to_yaml(cfg, resolve=True), nprocs, init_method, result_dir),
@@ -136,6 +142,8 @@ def launch(cfg: DictConfig) -> Any:
             if error is not None:
                 raise error from None
             raise
+        finally:
+            spawn_logger.setLevel(level)
         path = os.path.join(result_dir, "result.json")
         if os.path.exists(path):
             with open(path) as f:
