@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from ssl_ext.engine.checkpoint_keys import STUDENT
 from ssl_ext.errors import UserError
 from ssl_ext.utils.io import atomic_torch_save, path_manager, torch_load
 
@@ -108,7 +109,7 @@ def read_checkpoint(path: str) -> Dict[str, Any]:
     except Exception as exc:  # a truncated zip, a pickle error, a half-copied file, ...
         first_sentence = str(exc).splitlines()[0].split(". ")[0] if str(exc) else ""
         raise CheckpointError(f"{type(exc).__name__}: {first_sentence}") from exc
-    if not isinstance(state, dict) or "model" not in state or "iteration" not in state:
+    if not isinstance(state, dict) or STUDENT not in state or "iteration" not in state:
         raise CheckpointError("not an ssl_ext training checkpoint (no 'model'/'iteration' keys)")
     return state
 

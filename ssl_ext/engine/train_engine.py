@@ -4,14 +4,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-import registry
 from registry import register_engine
 from ssl_ext.config.compose import save_config
+from ssl_ext.config.errors import ConfigError
 from ssl_ext.config.values import config_errors
 from ssl_ext.data import build as data_build
 from ssl_ext.engine import builders
@@ -26,13 +26,14 @@ from ssl_ext.utils.io import atomic_write_text, path_manager
 
 logger = logging.getLogger(__name__)
 
+
 def resolve_device(cfg: DictConfig) -> torch.device:
     wanted = str(cfg.config.MACHINE.DEVICE)
     if wanted == "auto":
         wanted = "cuda" if torch.cuda.is_available() else "cpu"
     if wanted.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RuntimeError("config.MACHINE.DEVICE=cuda but no CUDA device is visible; use cpu or auto.")
+            raise ConfigError("config.MACHINE.DEVICE=cuda but no CUDA device is visible; use cpu or auto.")
         if wanted == "cuda":
             local_rank = int(os.environ.get("LOCAL_RANK", 0))
             wanted = f"cuda:{local_rank % torch.cuda.device_count()}"

@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from ssl_ext.engine import checkpoint as ckpt
+from ssl_ext.engine import checkpoint_keys as keys
 from ssl_ext.engine import preemption
 from ssl_ext.engine.model import SSLModel, ema_update
 from ssl_ext.engine.output import ModelOutput
@@ -189,10 +190,10 @@ class Task:
     # ------------------------------------------------------------ checkpoints
     def state_dict(self) -> Dict[str, Any]:
         return {
-            "model": self.student.state_dict(),
-            "teacher": self.teacher.state_dict() if self.teacher is not None else None,
-            "loss": self.loss.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            keys.STUDENT: self.student.state_dict(),
+            keys.TEACHER: self.teacher.state_dict() if self.teacher is not None else None,
+            keys.LOSS: self.loss.state_dict(),
+            keys.OPTIMIZER: self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "epoch": self.epoch,
             "iteration": self.iteration,
@@ -227,11 +228,11 @@ class Task:
 
     def load_state_dict(self, state: Dict[str, Any], path: str) -> None:
         try:
-            self.student.load_state_dict(state["model"])
-            if self.teacher is not None and state.get("teacher") is not None:
-                self.teacher.load_state_dict(state["teacher"])
-            self.loss.load_state_dict(state["loss"])
-            self.optimizer.load_state_dict(state["optimizer"])
+            self.student.load_state_dict(state[keys.STUDENT])
+            if self.teacher is not None and state.get(keys.TEACHER) is not None:
+                self.teacher.load_state_dict(state[keys.TEACHER])
+            self.loss.load_state_dict(state[keys.LOSS])
+            self.optimizer.load_state_dict(state[keys.OPTIMIZER])
         except (RuntimeError, KeyError, ValueError) as exc:
             raise ckpt.CheckpointError(
                 f"Checkpoint {path} does not fit this run's model, loss or optimizer ({str(exc).splitlines()[0]}). "

@@ -9,7 +9,6 @@ import sys
 import time
 
 import pytest
-import torch
 
 from ssl_ext.cli import main as cli_main
 from ssl_ext.engine import checkpoint as ckpt
