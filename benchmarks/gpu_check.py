@@ -128,7 +128,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--checks", default=",".join(ALL_CHECKS), help=f"comma-separated subset of {','.join(ALL_CHECKS)}")
     parser.add_argument("--configs", nargs="*", default=[], help="only cpu_tiny configs whose name contains one of these")
     parser.add_argument("--precisions", default=None, help="comma-separated subset of fp32,bf16,fp16 (default: all on cuda, fp32 on cpu)")
-    parser.add_argument("--steps", type=int, default=30, help="optimizer steps of each training run")
+    parser.add_argument("--steps", type=int, default=20, help="optimizer steps of each training run")
     parser.add_argument("--equal-steps", type=int, default=3, help="first steps compared between CPU and device")
     parser.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance of the CPU/device loss comparison")
     parser.add_argument("--workers", type=int, default=4, help="data-loader workers of the training runs on the device")
@@ -443,7 +443,7 @@ def check_train(ctx: Context, result: CheckResult) -> None:
 
     def equality(config: Path, augment: str):
         def run():
-            extra = augment_overrides(augment)
+            extra = augment_overrides(augment) + ["config.HOOKS.MODEL_COMPLEXITY.ENABLED=false"]
             reference = run_training(ctx, config, cpu, "fp32", args.equal_steps, f"equal_cpu_{augment}",
                                      deterministic_draws=True, extra=extra)
             on_device = run_training(ctx, config, ctx.device, "fp32", args.equal_steps, f"equal_device_{augment}",
@@ -546,7 +546,8 @@ def check_ddp(ctx: Context, result: CheckResult) -> None:
         for config in ctx.configs:
             def through_ddp(config=config):
                 # Device-side draws off, as in the train check's equality runs, which are the reference.
-                run = run_training(ctx, config, ctx.device, "fp32", steps, "ddp", deterministic_draws=True, ddp=True)
+                run = run_training(ctx, config, ctx.device, "fp32", steps, "ddp", deterministic_draws=True, ddp=True,
+                                   extra=["config.HOOKS.MODEL_COMPLEXITY.ENABLED=false"])
                 reference = ctx.runs.get((config.stem, "equal_device_loader"))
                 if reference is None:
                     reference = run_training(ctx, config, ctx.device, "fp32", steps, "ddp_reference", deterministic_draws=True)
@@ -681,16 +682,25 @@ def check_eval(ctx: Context, result: CheckResult) -> None:
                 "status": "pass" if rel <= 1e-2 else "fail", "max_rel_diff": rel, "files": sorted(cpu)}
 
     guarded(result, "features", compare_features, ctx)
-    for engine, tolerance in (("linear", 1.0), ("knn", 1.0)):
+    # Features differ by TF32 rounding on the GPU (cuDNN's default), which can flip a tie between two grid
+    # heads or two neighbours: a real placement or dtype bug moves accuracies by tens of points, not two.
+    for engine, tolerance in (("linear", 2.0), ("knn", 2.0)):
         def compare(engine=engine, tolerance=tolerance):
             cpu, dev = top1_by_row(runs["cpu"][engine]), top1_by_row(runs["device"][engine])
             if sorted(cpu) != sorted(dev) or not cpu:
                 raise RuntimeError(f"result rows differ: {sorted(cpu)} vs {sorted(dev)}")
             gaps = {k: abs(cpu[k] - dev[k]) for k in cpu}
             worst = max(gaps, key=gaps.get)
-            return {"check": f"{engine} top-1 device vs CPU (tolerance {tolerance} point)",
-                    "status": "pass" if gaps[worst] <= tolerance else "fail",
-                    "top1_cpu": cpu, "top1_device": dev, "max_gap": gaps[worst], "worst": worst}
+            row = {"check": f"{engine} top-1 device vs CPU (tolerance {tolerance} points)",
+                   "status": "pass" if gaps[worst] <= tolerance else "fail",
+                   "top1_cpu": cpu, "top1_device": dev, "max_gap": gaps[worst], "worst": worst}
+            grids = (runs["cpu"][engine].get("grid"), runs["device"][engine].get("grid"))
+            if all(isinstance(g, dict) for g in grids):  # every (lr, wd) head of the fast linear eval
+                head_gaps = [abs(a[key] - b[key]) for layer in grids[0]
+                             for a, b in zip(grids[0][layer], grids[1].get(layer, []))
+                             for key in a if key.endswith("top1") and key in b]
+                row["grid_median_gap"] = statistics.median(head_gaps) if head_gaps else None
+            return row
 
         guarded(result, f"{engine} accuracy", compare, ctx)
 
@@ -932,7 +942,7 @@ def markdown_table(rows: List[Dict[str, Any]], columns: Sequence[str]) -> str:
 TABLE_COLUMNS = {
     "train": ["case", "status", "step_ms_median", "loss_first_quarter", "loss_last_quarter", "max_rel_diff", "problems", "seconds"],
     "ddp": ["case", "status", "max_rel_diff_first_steps", "checkpoint_written", "check", "seconds"],
-    "eval": ["case", "status", "max_gap", "max_rel_diff", "agreement", "check", "seconds"],
+    "eval": ["case", "status", "max_gap", "grid_median_gap", "max_rel_diff", "agreement", "check", "seconds"],
     "trainer_vs_bare": ["case", "status", "overhead_ratio", "target", "check", "seconds"],
     "loss_speed": ["case", "status", "size", "ours_ms", "other_ms", "ratio", "target", "compared_with"],
 }

@@ -119,6 +119,7 @@ def test_every_check_runs_on_the_cpu(gpu_check, tmp_path, capsys):
     evaluation = {r["case"]: r for r in checks["eval"]["rows"]}
     assert checks["eval"]["summary"]["weights_from"] == "simclr_cpu_tiny (fp32)"  # the checkpoint the train check wrote
     assert evaluation["linear accuracy"]["max_gap"] == 0.0 and evaluation["knn accuracy"]["max_gap"] == 0.0
+    assert evaluation["linear accuracy"]["grid_median_gap"] == 0.0  # every head of the lr x wd grid
     assert min(evaluation["torch knn"]["agreement"].values()) == 1.0
     assert checks["trainer_vs_bare"]["summary"]["overhead_ratio"] > 0
     assert {"ssl_ext trainer", "bare PyTorch"} == set(checks["trainer_vs_bare"]["summary"]["sides"])
