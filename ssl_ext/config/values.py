@@ -235,15 +235,18 @@ def check_plugin_values(cfg: DictConfig) -> None:
     import registry
 
     c = cfg.config
-    _build_checked("config.LOSS", "loss", c.LOSS, lambda: registry.build_loss({"NAME": c.LOSS.NAME, "PARAMS": _plain(c.LOSS.PARAMS)}))
+    losses = [_build_checked("config.LOSS", "loss", c.LOSS, lambda: registry.build_loss({"NAME": c.LOSS.NAME, "PARAMS": _plain(c.LOSS.PARAMS)}))]
     for i, spec in enumerate(c.LOSS.get("REGULARIZERS") or []):
         plain = _plain(spec)
-        _build_checked(f"config.LOSS.REGULARIZERS[{i}]", "loss", plain,
-                       lambda plain=plain: registry.build_loss({"NAME": plain["NAME"], "PARAMS": plain.get("PARAMS") or {}}))
+        losses.append(_build_checked(f"config.LOSS.REGULARIZERS[{i}]", "loss", plain,
+                                     lambda plain=plain: registry.build_loss({"NAME": plain["NAME"], "PARAMS": plain.get("PARAMS") or {}})))
+    _check_loss_schedules(c, losses)
     for split in ("TRAIN", "VAL"):
         transform = OmegaConf.select(cfg, f"config.DATA.{split}.TRANSFORM", default=None)
         if transform is not None and transform.get("NAME"):
-            _build_checked(f"config.DATA.{split}.TRANSFORM", "transform", transform, lambda t=transform: registry.build_transform(_plain(t)))
+            built = _build_checked(f"config.DATA.{split}.TRANSFORM", "transform", transform, lambda t=transform: registry.build_transform(_plain(t)))
+            if split == "TRAIN":
+                _check_view_indices(c, built)
     probe = [{"params": [torch.nn.Parameter(torch.zeros(1))], "weight_decay": 0.0}]
     optimizer = {"NAME": c.OPTIMIZER.NAME, "PARAMS": _plain(c.OPTIMIZER.PARAMS)}
     _build_checked("config.OPTIMIZER", "optimizer", optimizer, lambda: registry.build_optimizer(optimizer, params=probe))
@@ -257,6 +260,50 @@ def check_plugin_values(cfg: DictConfig) -> None:
                 head = _meta_build(f"config.MODEL.{section}[{i}]", "head", spec,
                                    lambda s=spec, w=width: registry.build_head(_plain(s), in_dim=w))
                 width = getattr(head, "out_dim", None)
+
+
+def _check_loss_schedules(c: DictConfig, losses: List[Any]) -> None:
+    """A scheduled name must be a hyper-parameter of the loss (its sub-losses or regularizers), and when it is
+    one of the loss's arguments, the loss must accept the schedule's START and END (a temperature below 0)."""
+    import inspect
+
+    import torch
+
+    import registry
+
+    params = _plain(c.LOSS.PARAMS) or {}
+    arguments = inspect.signature(registry.LOSSES.get(str(c.LOSS.NAME))).parameters
+    for name, spec in (_plain(c.LOSS_SCHEDULES) or {}).items():
+        key, name = f"config.LOSS_SCHEDULES.{name}", str(name)
+        modules = [m for loss in losses for m in (loss.modules() if isinstance(loss, torch.nn.Module) else [loss])]
+        if not any(name in vars(m) and not isinstance(vars(m)[name], (torch.nn.Module, torch.Tensor)) for m in modules):
+            raise ConfigError(f"{key}: loss {str(c.LOSS.NAME)!r} (and its sub-losses) has no hyper-parameter {name!r} to schedule.")
+        if name not in arguments or not isinstance(spec, dict):
+            continue
+        for end in ("START", "END"):
+            if end in spec:
+                try:
+                    registry.build_loss({"NAME": c.LOSS.NAME, "PARAMS": {**params, name: spec[end]}})
+                except (ValueError, TypeError) as exc:
+                    message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    raise ConfigError(f"{key}.{end} = {spec[end]!r}: loss {str(c.LOSS.NAME)!r} rejects {name}={spec[end]!r}: {message}") from None
+
+
+def _check_view_indices(c: DictConfig, transform: Any) -> None:
+    """MODEL.STUDENT_VIEWS / TEACHER_VIEWS must name views the train transform makes (when its view plan says how many)."""
+    from ssl_ext.data.batched.spec import view_plan
+
+    try:
+        count = sum(n for _, n in view_plan(transform))
+    except ValueError:  # a transform without a view plan: its views are counted at the first step
+        return
+    for section in ("STUDENT_VIEWS", "TEACHER_VIEWS"):
+        wrong = [i for i in c.MODEL.get(section) or [] if not isinstance(i, int) or not 0 <= i < count]
+        if wrong:
+            raise ConfigError(
+                f"config.MODEL.{section} = {list(c.MODEL[section])}: view {wrong[0]!r} does not exist; the train transform "
+                f"{str(c.DATA.TRAIN.TRANSFORM.NAME)!r} makes {count} views, numbered 0 to {count - 1}."
+            )
 
 
 @contextlib.contextmanager
