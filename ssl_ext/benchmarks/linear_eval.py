@@ -99,7 +99,12 @@ def _fast_layer(cfg: DictConfig, features: Dict[str, Any], layer: str, device: t
     }
     score_name = "val_top1" if select_on == "val" else "holdout_top1"
     table = [{"lr": s[0], "weight_decay": s[1], score_name: float(selection[i])} for i, s in enumerate(grid.settings)]
-    return {"row": row, "grid": table, "selected_on": LABELS[select_on]}
+    predicted = reported.argmax(dim=1).cpu()
+    per_class = {
+        "correct": torch.bincount(val_y[predicted == val_y], minlength=num_classes).tolist(),
+        "total": torch.bincount(val_y, minlength=num_classes).tolist(),
+    }
+    return {"row": row, "grid": table, "selected_on": LABELS[select_on], "per_class": per_class}
 
 
 def run_fast(cfg: DictConfig) -> Dict[str, Any]:
@@ -114,6 +119,8 @@ def run_fast(cfg: DictConfig) -> Dict[str, Any]:
             "rows": [v["row"] for v in per_layer.values()],
             "grid": {layer: v["grid"] for layer, v in per_layer.items()},
             "selected_on": next(iter(per_layer.values()))["selected_on"],
+            # Val images and correct predictions per class, to score any class grouping afterwards.
+            "per_class": {layer: v["per_class"] for layer, v in per_layer.items()},
         }
     return du.broadcast_object(result)
 

@@ -7,6 +7,13 @@ with probability ``1 / C``, whatever its size, so tail classes repeat their few
 images and head classes are subsampled. Per epoch, class counts are exact up to
 less than one image per class; see ``class_weighted_base`` for the algorithm
 and ``ssl_ext.samplers.base`` for the rank layout and resume contract.
+
+Not the hidden-uniform-prior paper's "class-balanced batches" (arXiv:2210.07277,
+Table 1): this sampler changes the *marginal* class frequencies (uniform over
+classes) and leaves which classes meet in a batch to chance. The paper's arms
+keep every class's marginal frequency and control how many distinct classes a
+batch holds; that is ``class_imbalanced`` with ``classes_per_batch`` = K (K = the
+number of classes, or the batch size, for the paper's class-balanced arm).
 """
 from __future__ import annotations
 

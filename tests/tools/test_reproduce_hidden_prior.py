@@ -27,8 +27,10 @@ def test_report_files_and_tables(smoke_study):
     report = (out / "report.md").read_text()
     assert "## 1. Sampler study" in report and "## 2. Prior study" in report
     assert "tools/reproduce_hidden_prior.py --plan study/smoke/hidden_prior" in report
-    for row in ("| SimCLR |", "| MSN |", "| PMSN (tau=0.5) |", "random init (simclr trunk)"):
+    for row in ("| SimCLR |", "| MSN |", "| PMSN (tau=0.5) |", "random init (simclr trunk)", "| raw pixels (no pretraining) |",
+                "| raw pixels (floor, no pretraining) |", "balanced-train probe: head / medium / tail"):
         assert row in report, row
+    assert "class orders [0, 1]" in report
     assert "linear drop (class-imbalanced)" in report and "linear tail" in report
     for plot in ("sampler_study_linear", "sampler_study_cluster_sizes", "prior_study_linear",
                  "prior_study_prototype_usage", "prior_study_cluster_sizes"):
@@ -41,16 +43,18 @@ def test_report_files_and_tables(smoke_study):
 def test_every_run_was_trained_and_evaluated_as_planned(smoke_study):
     out, study = smoke_study
     runs = {r["key"]: r for r in study["runs"]}
+    prior = {f"prior/{name}/order{order}/seed0" for name in ("msn", "pmsn_tau0.5", "random_init_msn", "pixels") for order in (0, 1)}
     assert set(runs) == {
         "sampler/simclr_balanced/seed0", "sampler/simclr_imbalanced/seed0", "sampler/msn_balanced/seed0",
         "sampler/msn_imbalanced/seed0", "sampler/random_init_simclr/seed0", "sampler/random_init_msn/seed0",
-        "prior/msn/seed0", "prior/pmsn_tau0.5/seed0", "prior/random_init_msn/seed0",
+        "sampler/pixels/seed0", *prior,
     }
     for key, run in runs.items():
         linear = run["results"]["linear"]["rows"][0]
         assert 0.0 <= linear["top1"] <= 100.0, key
-        assert {"linear", "knn", "analysis"} == set(run["results"]), key
-        if run["labels"]["method"] != "random_init":
+        expected = {"linear", "knn", "analysis"} | ({"linear_balanced"} if run["study"] == "prior" else set())
+        assert expected == set(run["results"]), key
+        if run["labels"]["method"] not in ("random_init", "pixels"):
             assert run["checkpoint"].endswith(".torch") and os.path.exists(os.path.join(run["run_dir"], "DONE")), key
         if run["study"] == "prior":
             assert {"head", "medium", "tail"} <= set(linear), key
@@ -60,12 +64,20 @@ def test_every_run_was_trained_and_evaluated_as_planned(smoke_study):
     # 40 (subset) x 10 classes; the long-tailed prior-study train set is smaller.
     assert sum(runs["sampler/simclr_balanced/seed0"]["results"]["analysis"]["details"]["layers"]
                .popitem()[1]["labels"]["sorted_sizes"]) == 400
-    prior_sizes = runs["prior/msn/seed0"]["results"]["analysis"]["details"]["layers"].popitem()[1]["labels"]["sorted_sizes"]
+    prior_sizes = runs["prior/msn/order0/seed0"]["results"]["analysis"]["details"]["layers"].popitem()[1]["labels"]["sorted_sizes"]
     assert prior_sizes[0] == 40 and prior_sizes[-1] == 4
+    # The two class orders make different classes the head; the pixels floor reads 16x16 grey images.
+    heads = {o: json.loads((out / "runs" / "prior" / "msn" / f"order{o}" / "seed0" / "class_histogram.json").read_text())
+             ["long_tail"]["class_order"][0] for o in (0, 1)}
+    assert heads[0] != heads[1]
+    assert runs["prior/pixels/order0/seed0"]["results"]["linear"]["rows"][0]["layer"] == "pixels"
+    # The balanced-train probe saw all 40 images of each class; its per-class counts cover the 20 val images per class.
+    balanced = runs["prior/msn/order0/seed0"]["results"]["linear_balanced"]
+    assert next(iter(balanced["per_class"].values()))["total"] == [20] * 10
     # PMSN's tau reached the loss: the prior it was trained against fits tau = 0.5; MSN's is uniform.
-    pmsn = runs["prior/pmsn_tau0.5/seed0"]["results"]["analysis"]["details"]["prototypes"]
+    pmsn = runs["prior/pmsn_tau0.5/order0/seed0"]["results"]["analysis"]["details"]["prototypes"]
     assert pmsn["prior"]["tau_mle"] == pytest.approx(0.5, abs=1e-6)
-    msn = runs["prior/msn/seed0"]["results"]["analysis"]["details"]["prototypes"]
+    msn = runs["prior/msn/order0/seed0"]["results"]["analysis"]["details"]["prototypes"]
     assert msn["prior"]["tau_mle"] == 0.0
     summary = study["report"]["summary"]
     assert set(summary["sampler"]["methods"]) == {"simclr", "msn"}
@@ -75,9 +87,9 @@ def test_every_run_was_trained_and_evaluated_as_planned(smoke_study):
 def test_rerun_reuses_finished_runs(smoke_study, capsys):
     out, study = smoke_study
     assert tool.main(["--plan", "study/smoke/hidden_prior", "--out", str(out), "sampler_study.enabled=false",
-                      "evaluation.random_init_baseline=false"]) == 0
+                      "evaluation.random_init_baseline=false", "evaluation.pixels_baseline=false", "prior_study.class_orders=[1]"]) == 0
     again = json.loads((out / "results.json").read_text())
-    assert [r["key"] for r in again["runs"]] == ["prior/msn/seed0", "prior/pmsn_tau0.5/seed0"]
+    assert [r["key"] for r in again["runs"]] == ["prior/msn/order1/seed0", "prior/pmsn_tau0.5/order1/seed0"]
     before = {r["key"]: r for r in study["runs"]}
     for run in again["runs"]:
         assert run["checkpoint"] == before[run["key"]]["checkpoint"]
@@ -93,7 +105,7 @@ def test_plan_errors_are_one_line(tmp_path, capsys):
     assert "prior_study.taus" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("plan, runs", [("study/cpu/hidden_prior", 13), ("study/full/hidden_prior_imagenet_inat18", 10)])
+@pytest.mark.parametrize("plan, runs", [("study/cpu/hidden_prior", 33), ("study/full/hidden_prior_imagenet_inat18", 10)])
 def test_dry_run_composes_every_config_of_the_shipped_plans(plan, runs, tmp_path, capsys):
     """Every run config of the CPU and the full (SLURM, ImageNet/iNat18) plans composes and validates."""
     assert tool.main(["--plan", plan, "--out", str(tmp_path), "--dry-run", "config.SLURM.PARTITION=gpu"]) == 0
@@ -101,5 +113,5 @@ def test_dry_run_composes_every_config_of_the_shipped_plans(plan, runs, tmp_path
     assert len(lines) == runs
     assert all("config.SLURM.PARTITION=gpu" in line for line in lines)
     assert any("classes_per_batch: 1}" in line or "classes_per_batch: 8}" in line for line in lines)
-    assert sum("PARAMS: {tau:" in line for line in lines) == 3
+    assert sum("PARAMS: {tau:" in line for line in lines) == (9 if "cpu" in plan else 3)  # cpu: 3 taus x 3 class orders
     assert not os.listdir(tmp_path)  # nothing was written

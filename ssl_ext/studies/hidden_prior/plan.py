@@ -32,8 +32,13 @@ DEFAULT_PLAN: Dict[str, Any] = {
     "evaluation": {
         # Network of the checkpoint to evaluate: student | teacher.
         "source": "student",
-        # Evaluate randomly initialised trunks too (per architecture and dataset): the floor SSL must beat.
+        # Evaluate randomly initialised trunks too (per architecture and dataset): a floor SSL must beat.
         "random_init_baseline": True,
+        # Evaluate raw pixels with the same probes (the pixels trunk at the val transform's size): the other floor.
+        "pixels_baseline": True,
+        # Prior study: also probe every trunk with the *balanced* train set and report its accuracy on the
+        # long-tailed set's head / medium / tail classes, so a group's difficulty and its rarity can be told apart.
+        "balanced_reference": True,
         # kNN row of the report (one of BENCHMARK.KNN.K).
         "knn_k": 20,
         # Overrides of the linear_eval (fast mode), knn and cluster_analysis engines.
@@ -57,6 +62,9 @@ DEFAULT_PLAN: Dict[str, Any] = {
         # Long-tailed train set (DATA.TRAIN.LONG_TAIL): power_law | exponential, largest / smallest class;
         # null when the configs' data is long-tailed already (iNaturalist).
         "long_tail": {"profile": "power_law", "imbalance_ratio": 100.0, "seed": 0},
+        # Which classes are head and tail (LONG_TAIL.CLASS_ORDER_SEED, CLASS_ORDER: random): every run is repeated
+        # per order and tables average over orders x seeds, so "tail accuracy" is not which classes happen to be easy.
+        "class_orders": [0],
         # {label, config, overrides}: the uniform-prior baseline and the prior-matching method.
         "msn": {"label": "MSN", "config": "", "overrides": []},
         "pmsn": {"label": "PMSN", "config": "", "overrides": []},
@@ -116,6 +124,9 @@ def validate(plan: Dict[str, Any], origin: str) -> Dict[str, Any]:
             value = plan[study][key]
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise PlanError(f"{origin}: {study}.{key} must be an int >= 1, got {value!r}")
+    orders = plan["prior_study"]["class_orders"]
+    if not orders or any(isinstance(o, bool) or not isinstance(o, int) or o < 0 for o in orders):
+        raise PlanError(f"{origin}: prior_study.class_orders must be a non-empty list of ints >= 0 (class-order seeds), got {orders!r}")
     if not plan["seeds"] or any(isinstance(s, bool) or not isinstance(s, int) for s in plan["seeds"]):
         raise PlanError(f"{origin}: seeds must be a non-empty list of ints, got {plan['seeds']!r}")
     if plan["evaluation"]["source"] not in ("student", "teacher"):

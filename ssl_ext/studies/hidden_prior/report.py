@@ -87,6 +87,26 @@ def _groups(features_dir: str) -> Optional[Dict[str, List[int]]]:
         return json.load(f).get("class_groups")
 
 
+def balanced_group_accuracy(record: Dict[str, Any]) -> Optional[Dict[str, float]]:
+    """Top-1 per long-tail class group of the probe fitted on the *balanced* train set (None when not run).
+
+    The groups are the long-tailed run's own (its linear probe's feature meta); the per-class counts come from
+    the balanced probe's results. Next to the long-tailed probe's group accuracy this separates a group's
+    difficulty (low in both) from its rarity (low only when trained long-tailed).
+    """
+    balanced = record["results"].get("linear_balanced")
+    groups = _groups(record["results"]["linear"].get("features_dir") or "")
+    if not balanced or not groups or not balanced.get("per_class"):
+        return None
+    per_class = next(iter(balanced["per_class"].values()))
+    correct, total = np.asarray(per_class["correct"]), np.asarray(per_class["total"])
+    out = {"top1": 100.0 * correct.sum() / max(total.sum(), 1)}
+    for name in GROUPS:
+        ids = [int(c) for c in groups.get(name, [])]
+        out[name] = 100.0 * correct[ids].sum() / total[ids].sum() if ids and total[ids].sum() else float("nan")
+    return out
+
+
 # ---------------------------------------------------------------- statistics
 def mean_std(values: Sequence[float]) -> Tuple[float, float]:
     values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]

@@ -23,7 +23,8 @@ logger = logging.getLogger(__name__)
 
 EVALUATIONS = ("linear", "knn", "analysis")
 TIMINGS_FILE = "study_timings.json"
-ENGINE_OF = {"linear": "linear_eval", "knn": "knn", "analysis": "cluster_analysis"}
+ENGINE_OF = {"linear": "linear_eval", "knn": "knn", "analysis": "cluster_analysis", "linear_balanced": "linear_eval"}
+FOLDER_OF = {"linear_balanced": "linear_eval_balanced"}
 
 
 @dataclass
@@ -35,26 +36,32 @@ class RunSpec:
     seed: int
     pretrain: bool = True
     labels: Dict[str, Any] = field(default_factory=dict)
+    # Class-order seed of the long-tailed set (prior study); None when the data is not made long-tailed here.
+    order: Optional[int] = None
 
     @property
     def key(self) -> str:
-        return f"{self.study}/{self.name}/seed{self.seed}"
+        order = "" if self.order is None else f"/order{self.order}"
+        return f"{self.study}/{self.name}{order}/seed{self.seed}"
 
 
 def build_runs(plan: Dict[str, Any], data_overrides: List[str]) -> List[RunSpec]:
     """Every run of the plan, in execution order: per seed, the sampler study then the prior study."""
     common = list(plan["overrides"]) + list(data_overrides)
     baseline = bool(plan["evaluation"]["random_init_baseline"])
+    pixels = bool(plan["evaluation"].get("pixels_baseline", False))
     runs: List[RunSpec] = []
     for seed in plan["seeds"]:
         if plan["sampler_study"]["enabled"]:
-            runs += _sampler_runs(plan["sampler_study"], common, seed, baseline)
+            runs += _sampler_runs(plan["sampler_study"], common, seed, baseline, pixels)
         if plan["prior_study"]["enabled"]:
-            runs += _prior_runs(plan["prior_study"], common, seed, baseline)
+            orders = plan["prior_study"].get("class_orders") or [0]
+            for order in orders if plan["prior_study"]["long_tail"] else [None]:
+                runs += _prior_runs(plan["prior_study"], common, seed, baseline, pixels, order)
     return runs
 
 
-def _sampler_runs(study: Dict[str, Any], common: List[str], seed: int, baseline: bool) -> List[RunSpec]:
+def _sampler_runs(study: Dict[str, Any], common: List[str], seed: int, baseline: bool, pixels: bool = False) -> List[RunSpec]:
     """Each method in each arm: the class_imbalanced sampler with the arm's K on the balanced data."""
     base = common + list(study["overrides"])
     runs = []
@@ -72,17 +79,21 @@ def _sampler_runs(study: Dict[str, Any], common: List[str], seed: int, baseline:
                         "arm": arm["key"], "arm_label": arm.get("label", arm["key"]),
                         "classes_per_batch": arm["classes_per_batch"]},
             ))
-    return runs + (_random_init_runs(study["methods"], "sampler", base, seed) if baseline else [])
+    floors = _random_init_runs(study["methods"], "sampler", base, seed) if baseline else []
+    floors += [_pixels_run(study["methods"][0], "sampler", base, seed)] if pixels and study["methods"] else []
+    return runs + floors
 
 
-def _prior_runs(study: Dict[str, Any], common: List[str], seed: int, baseline: bool) -> List[RunSpec]:
-    """MSN and PMSN (one run per tau) on the long-tailed data, with the default random sampler."""
+def _prior_runs(study: Dict[str, Any], common: List[str], seed: int, baseline: bool, pixels: bool = False,
+                order: Optional[int] = None) -> List[RunSpec]:
+    """MSN and PMSN (one run per tau) on the long-tailed data (class order ``order``), with the default random sampler."""
     lt = study["long_tail"]
     # No long_tail: the data is long-tailed already (iNaturalist).
     long_tail = [
         "config.DATA.TRAIN.LONG_TAIL.ENABLED=true", f"config.DATA.TRAIN.LONG_TAIL.PROFILE={lt['profile']}",
         f"config.DATA.TRAIN.LONG_TAIL.IMBALANCE_RATIO={float(lt['imbalance_ratio'])}",
         f"config.DATA.TRAIN.LONG_TAIL.SEED={int(lt['seed'])}",
+        "config.DATA.TRAIN.LONG_TAIL.CLASS_ORDER=random", f"config.DATA.TRAIN.LONG_TAIL.CLASS_ORDER_SEED={int(order or 0)}",
     ] if lt else []
     base = common + list(study["overrides"]) + long_tail + [f"config.OPTIMIZER.NUM_EPOCHS={study['epochs']}"]
     msn, pmsn = study["msn"], study["pmsn"]
@@ -94,9 +105,25 @@ def _prior_runs(study: Dict[str, Any], common: List[str], seed: int, baseline: b
             "prior", f"pmsn_tau{tau:g}", pmsn["config"], base + list(pmsn["overrides"]) + [prior], seed,
             labels={"method": "pmsn", "method_label": f"{pmsn['label']} (tau={tau:g})", "tau": float(tau)},
         ))
+    msn_method = {"key": "msn", "config": msn["config"], "overrides": msn["overrides"]}
     if baseline:
-        runs += _random_init_runs([{"key": "msn", "config": msn["config"], "overrides": msn["overrides"]}], "prior", base, seed)
+        runs += _random_init_runs([msn_method], "prior", base, seed)
+    if pixels:
+        runs.append(_pixels_run(msn_method, "prior", base, seed))
+    for run in runs:
+        run.order = order
     return runs
+
+
+def _pixels_run(method: Dict[str, Any], study: str, overrides: List[str], seed: int) -> RunSpec:
+    """The raw-pixel floor: ``method``'s data and probes with the pixels trunk at the val transform's size."""
+    from ssl_ext.config import compose_config
+
+    cfg = compose_config([f"config={method['config']}", *overrides, *method.get("overrides", [])])
+    params = cfg.config.DATA.VAL.TRANSFORM.PARAMS
+    trunk = f"+config.MODEL.TRUNK={{NAME: pixels, PARAMS: {{in_channels: {int(params.get('channels', 3))}, image_size: {int(params.get('size', 16))}}}}}"
+    return RunSpec(study, "pixels", method["config"], overrides + list(method.get("overrides", [])) + ["~config.MODEL.TRUNK", trunk],
+                   seed, pretrain=False, labels={"method": "pixels", "method_label": "raw pixels", "trunk_of": "pixels"})
 
 
 def _random_init_runs(methods: List[Dict[str, Any]], study: str, overrides: List[str], seed: int) -> List[RunSpec]:
@@ -125,7 +152,8 @@ def execute(cfg) -> Optional[Any]:
 
 
 def run_dir_of(out: str, spec: RunSpec) -> str:
-    return os.path.join(out, "runs", spec.study, spec.name, f"seed{spec.seed}")
+    order = [] if spec.order is None else [f"order{spec.order}"]
+    return os.path.join(out, "runs", spec.study, spec.name, *order, f"seed{spec.seed}")
 
 
 def pretrain(spec: RunSpec, run_dir: str) -> str:
@@ -161,14 +189,23 @@ def evaluate(spec: RunSpec, run_dir: str, checkpoint: str, plan: Dict[str, Any])
              f"config.MODEL.WEIGHTS_INIT.SOURCE={evaluation['source'] if spec.pretrain else 'student'}",
              f"config.BENCHMARK.FEATURES.DIR={os.path.join(run_dir, 'features')}"]
     results, ran = {}, False
-    for name in EVALUATIONS:
-        folder = os.path.join(run_dir, ENGINE_OF[name])
+    names = list(EVALUATIONS)
+    if spec.study == "prior" and spec.order is not None and evaluation.get("balanced_reference", False):
+        names.append("linear_balanced")
+    for name in names:
+        folder = os.path.join(run_dir, FOLDER_OF.get(name, ENGINE_OF[name]))
         path = os.path.join(folder, "results.json")
         if not _fresh(path, checkpoint):
             ran = True
+            extra = list(evaluation[name]) if name in evaluation else list(evaluation["linear"])
+            if name == "linear_balanced":
+                # The same probe fitted on the balanced train set (its own feature cache); the report scores it on
+                # the long-tailed set's class groups.
+                extra += ["config.DATA.TRAIN.LONG_TAIL.ENABLED=false",
+                          f"config.BENCHMARK.FEATURES.DIR={os.path.join(run_dir, 'features_balanced')}"]
             cfg = compose_config(base + [
                 f"config.ENGINE_NAME={ENGINE_OF[name]}", "config.BENCHMARK.LINEAR.MODE=fast",
-                f"config.BENCHMARK.OUTPUT_DIR={folder}", f"config.ANALYSIS.OUTPUT_DIR={folder}", *evaluation[name],
+                f"config.BENCHMARK.OUTPUT_DIR={folder}", f"config.ANALYSIS.OUTPUT_DIR={folder}", *extra,
             ])
             execute(cfg)
         with open(path) as f:
@@ -204,7 +241,7 @@ def run_one(spec: RunSpec, out: str, plan: Dict[str, Any]) -> Dict[str, Any]:
     results, evaluated = evaluate(spec, run_dir, checkpoint, plan)
     seconds = {"pretrain": round(trained - started, 1), "evaluation": round(time.time() - trained, 1)}
     record = {
-        "key": spec.key, "study": spec.study, "name": spec.name, "seed": spec.seed, "labels": spec.labels,
+        "key": spec.key, "study": spec.study, "name": spec.name, "seed": spec.seed, "order": spec.order, "labels": spec.labels,
         "config": spec.config, "overrides": spec.overrides, "run_dir": run_dir, "checkpoint": checkpoint,
         "seconds": _timings(run_dir, seconds, pretrained=spec.pretrain and not finished_before, evaluated=evaluated),
         "results": results,

@@ -5,7 +5,7 @@ import os
 from typing import Any, Dict, List, Tuple
 
 from ssl_ext.studies.hidden_prior.report import (
-    GROUPS, bar_plot, cluster_details, difference_verdict, fmt, group_records, knn_row, linear_row, mean_std,
+    GROUPS, balanced_group_accuracy, bar_plot, cluster_details, difference_verdict, fmt, group_records, knn_row, linear_row, mean_std,
     prototype_details, sorted_curves_plot, val_counts,
 )
 
@@ -86,8 +86,9 @@ def sampler_section(records: List[Dict[str, Any]], plan: Dict[str, Any], folder:
         lines.append("| " + " | ".join(row) + " |")
     floors = {}
     for name, rs in grouped.items():
-        if name.startswith("random_init_"):
-            floors[f"random init ({rs[0]['labels'].get('trunk_of')} trunk)"] = mean_std([linear_row(r)["top1"] for r in rs])[0]
+        if name.startswith("random_init_") or name == "pixels":
+            floor_label = "raw pixels" if name == "pixels" else f"random init ({rs[0]['labels'].get('trunk_of')} trunk)"
+            floors[floor_label] = mean_std([linear_row(r)["top1"] for r in rs])[0]
             lines.append(f"| {rs[0]['labels']['method_label']} (no pretraining) | "
                          + " | ".join([fmt(*mean_std([linear_row(r)["top1"] for r in rs]), nseeds)] + [""] * (len(columns) - 2)) + " |")
     plots = []
@@ -109,8 +110,9 @@ def sampler_section(records: List[Dict[str, Any]], plan: Dict[str, Any], folder:
 def prior_section(records: List[Dict[str, Any]], plan: Dict[str, Any], folder: str) -> Tuple[str, Dict[str, Any]]:
     grouped = group_records(records, "prior")
     k = int(plan["evaluation"]["knn_k"])
-    nseeds = len(plan["seeds"])
-    columns = ["method", "linear top-1", *[f"linear {g}" for g in GROUPS], f"kNN-{k} top-1", *[f"kNN {g}" for g in GROUPS],
+    nseeds = len(plan["seeds"]) * len(plan["prior_study"].get("class_orders") or [0])  # runs averaged per row
+    columns = ["method", "linear top-1", *[f"linear {g}" for g in GROUPS],
+               "balanced-train probe: head / medium / tail", f"kNN-{k} top-1", *[f"kNN {g}" for g in GROUPS],
                "p̄ fitted τ", "KL(p̄ ‖ prior)", "k-means τ", "NMI"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     summary: Dict[str, Any] = {}
@@ -118,19 +120,25 @@ def prior_section(records: List[Dict[str, Any]], plan: Dict[str, Any], folder: s
     bars: Dict[str, List[float]] = {}
     errors: Dict[str, List[float]] = {}
     for index, (name, rs) in enumerate(grouped.items()):
-        label = rs[0]["labels"]["method_label"] + (" (no pretraining)" if name.startswith("random_init_") else "")
+        floor = name.startswith("random_init_") or name == "pixels"
+        label = rs[0]["labels"]["method_label"] + (" (floor, no pretraining)" if floor else "")
         lin = {m: _metric(rs, lambda r, m=m: linear_row(r).get(m, float("nan"))) for m in ("top1", *GROUPS)}
         knn = {m: _metric(rs, lambda r, m=m: knn_row(r, k).get(m, float("nan"))) for m in ("top1", *GROUPS)}
         kmeans = [cluster_details(r)[0] for r in rs]
         usage = [prototype_details(r) for r in rs]
         soft = [u["soft"] for u in usage if u]
-        row = [label] + [fmt(lin[m][1], lin[m][2], nseeds) for m in ("top1", *GROUPS)]
-        row += [fmt(knn[m][1], knn[m][2], nseeds) for m in ("top1", *GROUPS)]
+        nruns = len(rs)  # seeds x class orders
+        row = [label] + [fmt(lin[m][1], lin[m][2], nruns) for m in ("top1", *GROUPS)]
+        balanced = [b for b in (balanced_group_accuracy(r) for r in rs) if b]
+        row.append(" / ".join(fmt(mean_std([b[g] for b in balanced])[0]) for g in GROUPS) if balanced else "–")
+        row += [fmt(knn[m][1], knn[m][2], nruns) for m in ("top1", *GROUPS)]
         row += [fmt(mean_std([s["tau"] for s in soft])[0]) if soft else "–",
                 fmt(mean_std([s.get("kl_prior", float("nan")) for s in soft])[0], digits=3) if soft else "–",
                 fmt(mean_std([c["tau"] for c in kmeans])[0]), fmt(mean_std([c["nmi"] for c in kmeans])[0])]
         lines.append("| " + " | ".join(row) + " |")
         summary[name] = {"label": label, "tau_prior": rs[0]["labels"].get("tau"), "linear": {m: v[1] for m, v in lin.items()},
+                         "balanced_probe": {g: mean_std([b[g] for b in balanced])[0] for g in ("top1", *GROUPS)} if balanced else None,
+                         "runs": nruns,
                          "knn": {m: v[1] for m, v in knn.items()},
                          "usage_tau": mean_std([s["tau"] for s in soft])[0] if soft else None,
                          "kmeans_tau": mean_std([c["tau"] for c in kmeans])[0]}

@@ -66,13 +66,17 @@ def dry_run(plan_name: str, overrides: List[str] = (), out: Optional[str] = None
 
     plan, out = prepare(plan_name, overrides, out)
     folder = os.path.join(out, "data", "subset")
-    data = [f"config.DATA.TRAIN.DATA_PATHS=['{folder}']", f"config.DATA.VAL.DATA_PATHS=['{folder}']"] if plan["data_subset"] else []
+    # Nothing is written, so the subset does not exist yet: configs are validated against its source (same
+    # format) and printed with the subset's path.
+    source = str(plan["data_subset"]["source"]) if plan["data_subset"] else ""
+    data = [f"config.DATA.TRAIN.DATA_PATHS=['{source}']", f"config.DATA.VAL.DATA_PATHS=['{source}']"] if source else []
     lines = []
     for spec in build_runs(plan, data):
         args = [f"config={spec.config}", *spec.overrides, f"config.SEED_VALUE={spec.seed}",
                 f"config.CHECKPOINT.DIR={run_dir_of(out, spec)}"]
         compose_config(args)
-        action = "pretrain + evaluate" if spec.pretrain else "evaluate random init"
+        args = [a.replace(f"'{source}'", f"'{folder}'") for a in args] if source else args
+        action = "pretrain + evaluate" if spec.pretrain else f"evaluate the {spec.labels.get('method_label', 'floor')} floor"
         lines.append(f"{spec.key} ({action}): " + " ".join(shlex.quote(a) for a in args))
     return lines
 
@@ -138,7 +142,12 @@ def write_report(study: Dict[str, Any], out: str) -> Dict[str, Any]:
             f"(class sizes {_short(sizes)}; fitted τ of the class histogram {hist.get('tau', float('nan')):.2f}). "
             f"MSN (me-max: uniform prior) and PMSN (KL to a power-law prior over the prototypes, τ swept) are pretrained "
             f"{plan['prior_study']['epochs']} epochs with the random sampler, then evaluated on the balanced val images; "
-            "head / medium / tail are the train-set class groups. p̄ fitted τ is the exponent of the sorted mean prototype "
+            "head / medium / tail are the train-set class groups. Which classes are head and tail is drawn at random: "
+            f"every row averages class orders {plan['prior_study'].get('class_orders')} x seeds {plan['seeds']} "
+            "(mean ± std over those runs). The balanced-train probe column is the same probe fitted on the balanced "
+            "train set, scored on the same groups: a group low in both columns is hard, a group low only in the "
+            "long-tailed column suffers from its rarity. The floors (raw pixels, random-init trunk) go through the "
+            "same probes. p̄ fitted τ is the exponent of the sorted mean prototype "
             "assignment on the train images (uniform = 0).\n\n" + text + "\n"
             + "".join(f"![{os.path.basename(p)}]({os.path.basename(p)})\n\n" for p in summary["prior"]["plots"])
         )
