@@ -51,6 +51,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import datetime
 import glob
 import inspect
 import json
@@ -156,6 +157,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     if not set(args.augment_on) <= {"loader", "device"} or "loader" not in args.augment_on:
         parser.error(f"--augment-on must be loader or loader,device, got {','.join(args.augment_on)!r}")
     unknown = sorted(set(args.checks) - set(ALL_CHECKS))
+    if not args.checks:
+        parser.error(f"--checks: name at least one of {list(ALL_CHECKS)}")
     if unknown:
         parser.error(f"--checks: unknown {unknown}; choose from {list(ALL_CHECKS)}")
     if args.device not in ("cuda", "cpu") and not args.device.startswith("cuda:"):
@@ -527,7 +530,9 @@ def check_ddp(ctx: Context, result: CheckResult) -> None:
     os.environ.update({"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"})
     if ctx.device.type == "cuda":
         torch.cuda.set_device(ctx.device)
-    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+    # A bounded wait: a collective that never completes fails this check instead of the whole run.
+    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1,
+                            timeout=datetime.timedelta(seconds=120))
     try:
         def collectives():
             x = torch.randn(4, 3, device=ctx.device, requires_grad=True)
@@ -1017,6 +1022,22 @@ def configure_logging(out_dir: Path) -> None:
         root.addHandler(handler)
 
 
+def write_report(report: Dict[str, Any], out: Path, started: float, finished: bool) -> str:
+    """Write gpu_check.json and gpu_check.md (atomically: a reader never sees half a file); return the markdown."""
+    statuses = [c["status"] for c in report["checks"]]
+    if any(s in ("fail", "error") for s in statuses):
+        report["status"] = "fail"
+    else:
+        report["status"] = "pass" if finished and all(s == "pass" for s in statuses) else "incomplete"
+    report["seconds"] = round(time.monotonic() - started, 1)
+    markdown = render_markdown(report)
+    for name, text in (("gpu_check.json", json.dumps(report, indent=2, default=str)), ("gpu_check.md", markdown)):
+        partial = out / f".{name}.partial"
+        partial.write_text(text)
+        os.replace(partial, out / name)
+    return markdown
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     started = time.monotonic()
     try:
@@ -1079,15 +1100,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             result.seconds = round(time.monotonic() - check_started, 1)
             report["checks"].append(result.__dict__)
             print(f"gpu_check: {name}: {result.status} ({result.seconds} s)", flush=True)
+            # After every check: a run stopped from outside (its wall-clock limit) still leaves what it found.
+            markdown = write_report(report, args.out, started, finished=position + 1 == len(args.checks))
     finally:
         if not args.keep_runs:
             shutil.rmtree(work, ignore_errors=True)
-    statuses = [c["status"] for c in report["checks"]]
-    report["status"] = "pass" if all(s == "pass" for s in statuses) else ("fail" if any(s in ("fail", "error") for s in statuses) else "incomplete")
-    report["seconds"] = round(time.monotonic() - started, 1)
-    (args.out / "gpu_check.json").write_text(json.dumps(report, indent=2, default=str))
-    markdown = render_markdown(report)
-    (args.out / "gpu_check.md").write_text(markdown)
     print(markdown)
     print(f"gpu_check: wrote {args.out / 'gpu_check.json'} and {args.out / 'gpu_check.md'}")
     return 0 if report["status"] == "pass" else 1

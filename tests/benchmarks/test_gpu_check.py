@@ -127,6 +127,7 @@ def test_every_check_runs_on_the_cpu(gpu_check, tmp_path, capsys):
     assert speed["case"] == "simclr_loss" and speed["agreement"].startswith("same")
     assert speed["ratio"] == pytest.approx(speed["ours_ms"] / speed["other_ms"])
 
+    assert not list(out.glob(".*.partial"))  # rewritten after every check, atomically
     markdown = (out / "gpu_check.md").read_text()
     assert "## train: pass" in markdown and "| simclr_cpu_tiny fp32 | pass |" in markdown
     assert markdown in capsys.readouterr().out  # the table is printed too
