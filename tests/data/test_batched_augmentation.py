@@ -80,10 +80,15 @@ def test_colour_operators_equal_torchvision_functional_ones():
         expected = TF.rgb_to_grayscale(x[v], num_output_channels=3) if select[v] else x[v]
         torch.testing.assert_close(gray[v], expected, atol=1e-6, rtol=0)
     sigma = torch.tensor([0.3, 1.0, 1.7, 2.0, 0.5, 1.2], dtype=torch.float64)
-    blurred = ops.gaussian_blur(x.clone(), select, sigma, (7, 7))
+    blurred = ops.gaussian_blur(x.clone(), select, sigma, (7, 5))  # (kx, ky) as torchvision
+    from kornia.filters import gaussian_blur2d
+
     for v in range(6):
-        expected = TF.gaussian_blur(x[v], [7, 7], [float(sigma[v])] * 2) if select[v] else x[v]
+        expected = TF.gaussian_blur(x[v], [7, 5], [float(sigma[v])] * 2) if select[v] else x[v]
         torch.testing.assert_close(blurred[v], expected, atol=1e-5, rtol=0)
+        if select[v]:
+            kornia_blur = gaussian_blur2d(x[v : v + 1], (5, 7), torch.full((1, 2), float(sigma[v])))[0]
+            torch.testing.assert_close(blurred[v], kornia_blur, atol=1e-6, rtol=0)
     solar = ops.solarize(x.clone(), select, 0.5)
     for v in range(6):
         torch.testing.assert_close(solar[v], TF.solarize(x[v], 0.5) if select[v] else x[v])

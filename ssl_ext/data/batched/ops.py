@@ -1,8 +1,8 @@
 """Batched image operations with one parameter row per view (the glue around torch/torchvision/kornia).
 
 Every function takes ``N`` views and per-view parameters. Grayscale is
-``kornia.color.rgb_to_grayscale``, blur ``kornia.filters.gaussian_blur2d`` with one
-sigma per view; brightness, contrast and saturation (the maths of kornia's
+``kornia.color.rgb_to_grayscale``, blur kornia's Gaussian kernels (one sigma per
+view) in grouped separable ``conv2d`` passes; brightness, contrast and saturation (the maths of kornia's
 ``adjust_brightness_accumulative`` / ``adjust_contrast_with_mean_subtraction`` /
 ``adjust_saturation_with_gray_subtraction``) run as one fused per-view pass, and
 hue as a closed-form rotation equal to kornia's ``adjust_hue`` (tests compare
@@ -18,7 +18,7 @@ from typing import Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from kornia.color import rgb_to_grayscale
-from kornia.filters import gaussian_blur2d
+from kornia.filters import get_gaussian_kernel1d
 
 # torchvision's luma weights (rgb_to_grayscale).
 LUMA = (0.2989, 0.587, 0.114)
@@ -165,13 +165,27 @@ def grayscale(x: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
 
 
 def gaussian_blur(x: torch.Tensor, select: torch.Tensor, sigma: torch.Tensor, kernel: Tuple[int, int]) -> torch.Tensor:
-    """torchvision's ``GaussianBlur`` (reflect padding, the same sigma on both axes) on the selected views, in place."""
+    """torchvision's ``GaussianBlur`` on the selected views, in place: reflect padding, ``kernel = (kx, ky)``
+    taps (torchvision's order), one sigma per view on both axes.
+
+    The kernels are kornia's ``get_gaussian_kernel1d`` (one row per view); the two passes are grouped
+    ``conv2d`` calls over all selected views and channels at once. ``kornia.filters.gaussian_blur2d``
+    computes the same values (tested) but measured 1.3-3.5x slower on CPU for 96-224 px views.
+    """
     if not bool(select.any()) or max(kernel) <= 1:
         return x
     rows = select.nonzero()[:, 0]
-    sigmas = sigma[rows].to(x.device, x.dtype).unsqueeze(1).expand(-1, 2)
+    sigmas = sigma[rows].to(x.device, x.dtype).unsqueeze(1)
     rows = rows.to(x.device)
-    x[rows] = gaussian_blur2d(x[rows], tuple(kernel), sigmas, border_type="reflect")
+    views = x[rows]
+    n, c, h, w = views.shape
+    kx, ky = kernel
+    weights_x = get_gaussian_kernel1d(kx, sigmas).to(x.dtype).repeat_interleave(c, dim=0)  # (n*c, kx)
+    weights_y = get_gaussian_kernel1d(ky, sigmas).to(x.dtype).repeat_interleave(c, dim=0)
+    planes = F.pad(views.reshape(1, n * c, h, w), (kx // 2, kx // 2, ky // 2, ky // 2), mode="reflect")
+    planes = F.conv2d(planes, weights_x.view(n * c, 1, 1, kx), groups=n * c)
+    planes = F.conv2d(planes, weights_y.view(n * c, 1, ky, 1), groups=n * c)
+    x[rows] = planes.view(n, c, h, w)
     return x
 
 

@@ -30,7 +30,7 @@ class ViewSpec:
 
     Probabilities are per view; ranges are the uniform ranges torchvision draws from
     (``brightness`` etc. as factor ranges, ``hue`` as a shift of the hue circle in [-0.5, 0.5]).
-    ``solarize_threshold`` is on the [0, 1] intensity scale.
+    ``solarize_threshold`` is on the [0, 1] intensity scale; ``blur_kernel`` is ``(kx, ky)``, torchvision's order.
     """
 
     size: Tuple[int, int]
