@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ssl_ext.engine import checkpoint_keys
+from ssl_ext.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ NESTED_MODEL_KEYS: Dict[str, Tuple[str, ...]] = {
 VALID_SOURCES = tuple(NESTED_MODEL_KEYS)
 
 
-class WeightsInitError(ValueError):
+class WeightsInitError(UserError, ValueError):
     """A checkpoint that cannot initialise the model; the message names the file and keys."""
 
 
@@ -231,7 +232,8 @@ def load_weights_file(
         checkpoint = torch_load(params_file, weights_only=True)
     except Exception as exc:
         raise WeightsInitError(
-            f"MODEL.WEIGHTS_INIT.PARAMS_FILE={params_file!r} could not be read ({type(exc).__name__}: {exc}). "
+            f"MODEL.WEIGHTS_INIT.PARAMS_FILE={params_file!r} could not be read "
+            f"({type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}). "
             f"It may be truncated or not a torch file."
         ) from exc
     state = select_state_dict(checkpoint, source, params_file)

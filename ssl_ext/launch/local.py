@@ -44,13 +44,16 @@ def available_memory_bytes() -> Optional[int]:
 
 def check_machine_fits(cfg: DictConfig, nprocs: int) -> None:
     """Refuse, with the numbers, a local launch the machine cannot hold (before any process starts)."""
-    wants_cuda = str(cfg.config.MACHINE.DEVICE) == "cuda" or (
-        str(cfg.config.MACHINE.DEVICE) == "auto" and torch.cuda.is_available()
-    )
+    device = str(cfg.config.MACHINE.DEVICE)
+    wants_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     key = "config.DISTRIBUTED.NUM_PROC_PER_NODE"
     if wants_cuda:
         gpus = torch.cuda.device_count()
-        if nprocs > gpus:
+        if gpus == 0:
+            raise ConfigError(f"config.MACHINE.DEVICE={device}: no CUDA device is visible on this machine; use cpu or auto.")
+        if ":" in device and int(device.split(":", 1)[1]) >= gpus:
+            raise ConfigError(f"config.MACHINE.DEVICE={device}: this machine has {gpus} visible GPU(s), cuda:0 to cuda:{gpus - 1}.")
+        if ":" not in device and nprocs > gpus:  # cuda:N puts every rank on GPU N
             raise ConfigError(f"{key}={nprocs}: this machine has {gpus} visible GPU(s); use at most {gpus} processes (one per GPU).")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if not wants_cuda and nprocs > cores:

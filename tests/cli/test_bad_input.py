@@ -23,11 +23,13 @@ from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 import pytest
+import torch
 
 from ssl_ext.cli import main
 from ssl_ext.config import ConfigError
 from ssl_ext.engine.run_lock import LOCK_FILE, RunLock, _process_start_time
 
+GPUS = torch.cuda.device_count()
 REPO = Path(__file__).resolve().parents[2]
 RUN_SCRIPT = REPO / "tools" / "run_distributed_engines.py"
 # The smallest real run: 2 steps, no plots, no FLOP count, one thread.
@@ -138,6 +140,12 @@ CASES = [
       id="data_paths_missing_folder"),
     _(Case(["config.MODEL.WEIGHTS_INIT.PARAMS_FILE={tmp}/no_such.torch"], ["'config.MODEL.WEIGHTS_INIT.PARAMS_FILE'", "{tmp}/no_such.torch"]),
       id="weights_init_file_missing"),
+    _(Case(["config.ENGINE_NAME=extract_features", "config.MODEL.WEIGHTS_INIT.PARAMS_FILE={tmp}/weights.torch"],
+           ["MODEL.WEIGHTS_INIT.PARAMS_FILE='{tmp}/weights.torch' could not be read"],
+           setup=write("weights.torch", "not a checkpoint"), stops_before_the_run=False), id="weights_init_file_unreadable"),
+    _(Case(["config.ENGINE_NAME=extract_features", "config.MODEL.WEIGHTS_INIT.PARAMS_FILE={tmp}"],
+           ["MODEL.WEIGHTS_INIT.PARAMS_FILE='{tmp}' is a directory without checkpoints"], stops_before_the_run=False),
+      id="weights_init_run_dir_without_checkpoints"),
     _(Case(["config.DATA.DATASET_CATALOG={tmp}/no_such_catalog.json"], ["'config.DATA.DATASET_CATALOG'", "{tmp}/no_such_catalog.json"]),
       id="dataset_catalog_missing"),
     _(Case(["~config.DATA.TRAIN.SOURCE_PARAMS", "config.DATA.TRAIN.DATA_SOURCES=[disk_folder]", "config.DATA.TRAIN.DATASET_NAMES=[my_images]",
@@ -172,6 +180,14 @@ CASES = [
     _(Case(["config.PLUGINS=[no_such_plugin_module]"], ["config.PLUGINS", "no_such_plugin_module"]), id="plugin_module_missing"),
     # ------------------------------------------------------------------ the machine
     _(Case(["config.DISTRIBUTED.NUM_PROC_PER_NODE=64"], ["config.DISTRIBUTED.NUM_PROC_PER_NODE=64", "Use at most"]), id="num_proc_per_node_64"),
+    # One past the last visible GPU: cuda:0 on a CPU-only machine.
+    _(Case([f"config.MACHINE.DEVICE=cuda:{GPUS}"], [f"config.MACHINE.DEVICE=cuda:{GPUS}", "visible"]), id="cuda_device_not_on_this_machine"),
+    _(Case(["config.MODEL.AMP.ENABLED=true", "config.MODEL.AMP.DTYPE=float16", "config.MACHINE.DEVICE=cpu"],
+           ["config.MODEL.AMP.DTYPE=float16 needs CUDA", "bfloat16"], stops_before_the_run=False), id="amp_float16_on_cpu"),
+    _(Case(["config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=256"], ["config.DATA.TRAIN.SAMPLER", "128 samples", "BATCHSIZE_PER_REPLICA"],
+           stops_before_the_run=False), id="batch_larger_than_the_dataset"),
+    _(Case(["config.OPTIMIZER.ACCUMULATE_GRAD_STEPS=64"], ["8 batches", "config.OPTIMIZER.ACCUMULATE_GRAD_STEPS=64"],
+           stops_before_the_run=False), id="accumulating_more_steps_than_an_epoch_has"),
     # ------------------------------------------------------------------ malformed files and overrides
     _(Case(["config={tmp}/broken.yaml"], ["Not valid YAML", "{tmp}/broken.yaml", "line 3"],
            setup=write("broken.yaml", "config:\n  SEED_VALUE: [1,\n")), id="yaml_broken_syntax"),
