@@ -93,8 +93,7 @@ def unreadable_checkpoints(tmp: Path, run: Path, cleanup) -> None:
 
 
 def finished_two_epochs(tmp: Path, run: Path, cleanup) -> None:
-    with contextlib.redirect_stdout(None):
-        assert main([*TINY, f"config.CHECKPOINT.DIR={run}", *TWO_EPOCHS]) == 0
+    assert main([*TINY, f"config.CHECKPOINT.DIR={run}", *TWO_EPOCHS]) == 0
     assert json.loads((run / "DONE").read_text())["epoch"] == 2
 
 
