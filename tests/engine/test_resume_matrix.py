@@ -49,7 +49,7 @@ def data_overrides(config: str, world_size: int) -> list:
     return args
 
 
-def overrides(config: str, world_size: int):
+def overrides(config: str, world_size: int, extra: tuple = ()):
     """The command of one matrix cell, as a function of its run directory and extra hooks."""
     base = compose_config([f"config={config}"])
     args = [
@@ -71,6 +71,7 @@ def overrides(config: str, world_size: int):
         # Ranks forked from the launcher start in milliseconds; spawn is exercised by the SLURM and DDP tests.
         "config.DISTRIBUTED.START_METHOD=fork",
         *data_overrides(config, world_size),
+        *extra,
     ]
     config_hooks = OmegaConf.to_container(base.config.HOOKS.EXTRA)
 
@@ -91,12 +92,18 @@ def _hydra_value(value) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+# The batched augmentation path (views cut on the training device from decoded images) joins the
+# matrix with the method whose multi-crop it exists for.
+DEVICE_AUGMENT = [("pretrain/msn/msn_cpu_tiny", ("config.DATA.TRAIN.AUGMENT_ON=device",))]
+CELLS = [(config, ()) for config in CONFIGS] + DEVICE_AUGMENT
+
+
 @pytest.mark.parametrize("world_size", [1, 2])
-@pytest.mark.parametrize("config", CONFIGS)
-def test_sigkill_and_relaunch_continue_bit_for_bit(config, world_size, tmp_path):
+@pytest.mark.parametrize("config,extra", CELLS, ids=[c + ("+" + "+".join(e) if e else "") for c, e in CELLS])
+def test_sigkill_and_relaunch_continue_bit_for_bit(config, extra, world_size, tmp_path):
     reference_dir, killed_dir = str(tmp_path / "uninterrupted"), str(tmp_path / "killed")
     log, reference_log = str(tmp_path / "log.txt"), str(tmp_path / "reference_log.txt")
-    command = overrides(config, world_size)
+    command = overrides(config, world_size, extra)
     # The uninterrupted run goes alongside the killed one (each rank uses one thread).
     reference = start_cli(command(reference_dir, []), reference_log)
 
