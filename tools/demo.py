@@ -171,45 +171,57 @@ def prior_table(rows: List[Dict[str, Any]], methods: List[str]) -> str:
     return "\n".join(lines)
 
 
+def _versus(rows: List[Dict[str, Any]], a: str, b: str, metric: str = "top1") -> Tuple[float, float, int]:
+    """Mean of (a - b) over the seeds both have, its standard error (sd / sqrt(n); nan with one seed), n."""
+    by_seed = {(r["kind"], r["seed"]): r for r in rows}
+    seeds = sorted(s for k, s in by_seed if k == a and (b, s) in by_seed)
+    mean, sd = mean_sd([by_seed[a, s][metric] - by_seed[b, s][metric] for s in seeds])
+    return mean, sd / math.sqrt(len(seeds)) if len(seeds) > 1 else float("nan"), len(seeds)
+
+
+def _judge(diff: float, se: float) -> str:
+    if math.isnan(se):
+        return "one seed: no spread to judge it by"
+    return "beyond 2 standard errors" if abs(diff) > 2 * se else "within 2 standard errors: noise"
+
+
 def reading(rows: List[Dict[str, Any]], seeds: List[int]) -> List[str]:
-    """What the numbers show, in words, from the numbers themselves."""
-    floor = {k: mean_sd([r["top1"] for r in rows if r["kind"] == k]) for k in FLOORS}
-    best_floor_kind = max(floor, key=lambda k: floor[k][0])
+    """What the numbers show, in words, from the numbers themselves (differences paired by seed, ± 1 SE)."""
     lines = []
+    beats_pixels = []
     for kind, (label, _) in METHODS.items():
-        mean, sd = mean_sd([r["top1"] for r in rows if r["kind"] == kind])
-        beats = [FLOORS[k].replace("floor: ", "") for k in FLOORS if mean > floor[k][0]]
-        below = [FLOORS[k].replace("floor: ", "") for k in FLOORS if mean <= floor[k][0]]
-        if not below:
-            lines.append(f"{label}: {mean:.1f}% top-1 beats both floors (best floor: {floor[best_floor_kind][0]:.1f}%).")
-        else:
-            lines.append(
-                f"{label}: {mean:.1f}% top-1 does NOT beat the {' and '.join(below)} floor"
-                f"{'s' if len(below) > 1 else ''} ({', '.join(f'{floor[k][0]:.1f}%' for k in FLOORS if FLOORS[k].replace('floor: ', '') in below)})"
-                + (f"; it beats {' and '.join(beats)}." if beats else ".")
-            )
-    if all(mean_sd([r["top1"] for r in rows if r["kind"] == k])[0] <= floor[best_floor_kind][0] for k in METHODS):
-        lines.append("At this budget pretraining has not learned features a linear probe prefers to raw pixels, "
-                     "so the MSN-vs-PMSN accuracy comparison below is between two representations worse than doing nothing.")
-    diff = paired_difference(rows, "pmsn", "msn")
+        if not any(r["kind"] == kind for r in rows):
+            continue
+        parts = []
+        for floor, floor_label in FLOORS.items():
+            diff, se, _ = _versus(rows, kind, floor)
+            parts.append(f"{'above' if diff > 0 else 'below'} the {floor_label.replace('floor: ', '')} floor by "
+                         f"{abs(diff):.1f}{'' if math.isnan(se) else f' ± {se:.1f}'} ({_judge(diff, se)})")
+            if floor == "pixels":
+                beats_pixels.append(diff > 0 and not math.isnan(se) and diff > 2 * se)
+        lines.append(f"{label}: top-1 " + "; ".join(parts) + ".")
+    if beats_pixels and not any(beats_pixels):
+        lines.append("So at this budget pretraining has NOT learned features a linear probe prefers to raw pixels: "
+                     "the MSN-vs-PMSN comparison that follows is between representations worse than doing nothing.")
     if len(seeds) > 1:
-        text = ", ".join(f"{g} {m:+.1f} ± {s:.1f}" for g, (m, s) in diff.items())
-        significant = [g for g, (m, s) in diff.items() if not math.isnan(s) and abs(m) > 2 * s / math.sqrt(len(seeds))]
-        lines.append(f"PMSN − MSN over seeds {seeds} (mean ± sd of the paired difference): {text}. "
-                     + (f"Beyond 2 standard errors: {', '.join(significant)}." if significant else "None is beyond 2 standard errors: noise."))
+        parts = []
+        for metric in GROUPS:
+            diff, se, _ = _versus(rows, "pmsn", "msn", metric)
+            parts.append(f"{metric} {diff:+.1f} ± {se:.1f}{' *' if abs(diff) > 2 * se else ''}")
+        lines.append(f"PMSN − MSN, paired over seeds {seeds} (± 1 standard error; * = beyond 2 SE): {', '.join(parts)}.")
     else:
         lines.append("One seed: the PMSN − MSN difference has no spread to compare with; run --seeds 0,1,2 before reading it.")
-    taus = {k: [r["prior"].get("tau_pbar", float("nan")) for r in rows if r["kind"] == k and r.get("prior")] for k in METHODS}
-    if all(taus.get(k) for k in ("msn", "pmsn")):
-        (msn, msn_sd), (pmsn, pmsn_sd) = mean_sd(taus["msn"]), mean_sd(taus["pmsn"])
-        spread = max(msn_sd, pmsn_sd) if len(seeds) > 1 else float("nan")
-        moved = pmsn - msn > 2 * spread if not math.isnan(spread) else None
-        verdict = {True: "PMSN's usage is measurably steeper, toward its power-law prior",
-                   False: "the two usages are not told apart beyond seed spread",
-                   None: "one seed: no spread to judge the difference by"}[moved]
-        lines.append(f"Prototype usage: sorted p̄ has a fitted power-law exponent of {msn:.2f} under MSN's uniform prior and "
-                     f"{pmsn:.2f} under PMSN's τ = 0.25 prior ({verdict}). Batch sampling alone makes a uniform usage look "
-                     f"like a weak power law, so MSN's exponent is not 0.")
+    taus = {k: mean_sd([r["prior"].get("tau_pbar", float("nan")) for r in rows if r["kind"] == k and r.get("prior")])[0]
+            for k in METHODS}
+    if not any(math.isnan(t) for t in taus.values()):
+        by_seed = {(r["kind"], r["seed"]): r["prior"]["tau_pbar"] for r in rows if r.get("prior")}
+        both = [s for s in seeds if ("msn", s) in by_seed and ("pmsn", s) in by_seed]
+        mean, sd = mean_sd([by_seed["pmsn", s] - by_seed["msn", s] for s in both])
+        se = sd / math.sqrt(len(both)) if len(both) > 1 else float("nan")
+        lines.append(f"Prototype usage: sorted p̄ fits a power-law exponent of {taus['msn']:.2f} under MSN's uniform prior "
+                     f"and {taus['pmsn']:.2f} under PMSN's τ = 0.25 prior (PMSN − MSN {mean:+.2f}"
+                     f"{'' if math.isnan(se) else f' ± {se:.2f}'}, {_judge(mean, se)}). Batch sampling alone makes a "
+                     "uniform usage look like a weak power law, so MSN's exponent is not 0.")
     return lines
 
 

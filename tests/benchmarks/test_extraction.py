@@ -26,6 +26,7 @@ config:
     TRUNK: {NAME: small_cnn, PARAMS: {in_channels: 1, widths: [8], out_dim: 16}}
   BENCHMARK:
     SUITE:
+      FLOORS: []  # the floors have their own suite test; this one is about ranks
       BENCHMARKS:
         - NAME: knn
           CONFIG: benchmark/tiny/digits_knn
@@ -68,7 +69,7 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
     rows = {run: [r for r in result["rows"] if r["benchmark"] != "protocol"] for run, result in (("one", single), ("two", double))}
     strip = lambda r: {k: v for k, v in r.items() if k != "seconds"}  # noqa: E731
     assert [strip(r) for r in rows["one"]] == [strip(r) for r in rows["two"]]
-    assert len(rows["two"]) == 2 * 4 + 2  # kNN: 2 layers x 4 k; low-shot: the last layer x 2 subsets
+    assert len(rows["two"]) == 2 * (1 + 4) + 2  # kNN: 2 layers x (the chosen k + 4 fixed k); low-shot: last layer x 2 subsets
     protocol = [r for r in double["rows"] if r["benchmark"] == "protocol"]
     assert len(protocol) == 1 and protocol[0]["top1"] > 15.0  # one epoch on random features, chance is 10
     assert (tmp_path / "two" / "benchmark_suite" / "results.md").read_text().count("| protocol |") == 1
