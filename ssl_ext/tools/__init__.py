@@ -21,7 +21,7 @@ SUBCOMMANDS: Dict[str, Tuple[str, str]] = {
     "benchmark-suite": ("ssl_ext.tools.benchmark_suite:main", "run a list of benchmarks on one checkpoint, one table"),
     "cluster-analysis": ("ssl_ext.tools.cluster_analysis:main", "is a checkpoint's feature space split into equal-size clusters?"),
     "reproduce-hidden-prior": ("ssl_ext.tools.reproduce_hidden_prior:main", "the hidden-uniform-prior study (arXiv:2210.07277) end to end"),
-    "demo": ("ssl_ext.tools.demo:main", "MSN vs PMSN on long-tailed digits: does the prior help?"),
+    "demo": ("ssl_ext.tools.demo:main", "pretraining vs its floors, then MSN vs PMSN on long-tailed Fashion-MNIST"),
 }
 
 
