@@ -1105,6 +1105,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     finally:
         if not args.keep_runs:
             shutil.rmtree(work, ignore_errors=True)
+        # Called in-process (tests, notebooks), the check must not leave handlers on the root logger
+        # that write to a stream or file closed after it returns.
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            if getattr(handler, "_gpu_check", False):
+                root.removeHandler(handler)
+                handler.close()
     print(markdown)
     print(f"gpu_check: wrote {args.out / 'gpu_check.json'} and {args.out / 'gpu_check.md'}")
     return 0 if report["status"] == "pass" else 1

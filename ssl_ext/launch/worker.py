@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import sys
 from typing import Any, Optional
 
 import numpy as np
@@ -17,9 +18,31 @@ import registry
 def setup_logging(rank: int, verbose: bool = False) -> None:
     """ssl_ext's loggers: INFO on rank 0 (DEBUG with ``config.VERBOSE``), WARNING on the other ranks."""
     level = (logging.DEBUG if verbose else logging.INFO) if rank == 0 else logging.WARNING
-    # No force=True: an embedding application's (or pytest's) handlers stay in place.
-    logging.basicConfig(level=level, format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger()
+    # An embedding application's (or pytest's) handlers stay in place; a handler of ours is added only
+    # to a bare root logger, and it writes to whatever sys.stderr is when a record comes, not to the
+    # stream of the moment it was made (which a notebook or a test runner may have closed since).
+    if not root.handlers:
+        handler = CurrentStderrHandler()
+        handler.setFormatter(logging.Formatter(f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(level)
     logging.getLogger("ssl_ext").setLevel(level)
+
+
+class CurrentStderrHandler(logging.StreamHandler):
+    """A stream handler bound to the current ``sys.stderr`` at every record."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; the property ignores that
+        pass
 
 
 def seed_everything(seed: int) -> None:

@@ -34,7 +34,13 @@ def main(argv=None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="compose and list every run's config, run nothing")
     args = parser.parse_intermixed_args(argv)
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ssl_ext.launch.worker import CurrentStderrHandler
+
+    if not logging.getLogger().handlers:
+        handler = CurrentStderrHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger().addHandler(handler)
+        logging.getLogger().setLevel(logging.INFO)
     from registry import RegistryError
     from ssl_ext.studies.hidden_prior.plan import PlanError
     from ssl_ext.studies.hidden_prior.study import command_line, dry_run, run_study

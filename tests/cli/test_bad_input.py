@@ -136,7 +136,10 @@ CASES = [
       id="warmup_longer_than_training"),
     _(Case(["config.OPTIMIZER.LR_SCHEDULE.NAME=cosin"], ["config.OPTIMIZER.LR_SCHEDULE", "'cosin'", "cosine"]), id="unknown_lr_schedule"),
     # ------------------------------------------------------------------ paths that must exist
-    _(Case(["config.DATA.TRAIN.DATA_PATHS=[{tmp}/no_such_folder]"], ["'config.DATA.TRAIN.DATA_PATHS'", "{tmp}/no_such_folder", "does not exist"]),
+    # DATA_PATHS are checked by the data source when it is built (full-scale configs name cluster paths).
+    _(Case(["~config.DATA.TRAIN.SOURCE_PARAMS", "config.DATA.TRAIN.DATA_SOURCES=[disk_folder]",
+            "config.DATA.TRAIN.DATA_PATHS=[{tmp}/no_such_folder]"],
+           ["config.DATA.TRAIN", "DATA_PATHS", "{tmp}/no_such_folder"], stops_before_the_run=False),
       id="data_paths_missing_folder"),
     _(Case(["config.MODEL.WEIGHTS_INIT.PARAMS_FILE={tmp}/no_such.torch"], ["'config.MODEL.WEIGHTS_INIT.PARAMS_FILE'", "{tmp}/no_such.torch"]),
       id="weights_init_file_missing"),
