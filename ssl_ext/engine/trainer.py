@@ -335,7 +335,7 @@ class Task:
                 terms, output = self.step_module(batch, teacher_out, self.teacher_views or list(range(len(batch["views"]))))
             self.last_output = output
             self.loss_tensor = terms["loss"]
-            self.last_loss_terms = {k: float(v.detach().float()) for k, v in terms.items()}
+            self.last_loss_terms = _to_floats(terms)
             self.run_hooks("on_forward")
             self.scaler.scale(terms["loss"] / self.accumulate).backward()
         self.run_hooks("on_backward")
@@ -372,6 +372,13 @@ class NonFiniteStateError(RunStopped, FloatingPointError):
             "Lower config.OPTIMIZER.BASE_LR, set config.OPTIMIZER.CLIP_GRAD_NORM, or disable AMP, then relaunch the "
             "same command: it resumes from that checkpoint."
         )
+
+
+def _to_floats(terms: Dict[str, Any]) -> Dict[str, float]:
+    """Loss terms as Python floats with one device-to-host copy (one GPU sync, not one per term)."""
+    device = terms["loss"].device
+    stacked = torch.stack([torch.as_tensor(v).detach().float().reshape(()).to(device) for v in terms.values()])
+    return dict(zip(terms.keys(), stacked.tolist()))
 
 
 def _attribute_owner(loss: nn.Module, name: str) -> nn.Module:
