@@ -177,6 +177,12 @@ class SwAVLoss(SSLLoss):
         )
         self.last_mean_probs: Optional[torch.Tensor] = None
 
+    def log_predictions(self, embeddings: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+        """``log softmax(cos(embeddings, prototypes) / temperature)`` (N, K): the prediction of ``forward``, read
+        by the offline prototype-usage analysis (ssl_ext/analysis/prototype_usage.py) as for MSN."""
+        scores = F.normalize(embeddings, dim=1) @ F.normalize(prototypes, dim=1).T
+        return F.log_softmax(scores / self.temperature, dim=1)
+
     def sinkhorn_marginals(self) -> Optional[torch.Tensor]:
         """Prototype marginals of the codes (None: uniform, SwAV's equipartition)."""
         return None

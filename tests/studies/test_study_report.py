@@ -5,6 +5,7 @@ import pytest
 
 from ssl_ext.studies.hidden_prior.plan import PlanError, load_plan
 from ssl_ext.studies.hidden_prior.report import binomial_se, difference_verdict, mean_std
+from ssl_ext.studies.hidden_prior.sections import _drop_table
 
 
 def test_binomial_standard_error_by_hand():
@@ -42,3 +43,37 @@ def test_plan_merges_defaults_file_and_overrides(tmp_path):
         load_plan(str(path), ["sampler_study.arms=[{key: a, classes_per_batch: 0}]"])
     with pytest.raises(PlanError, match=r"unknown plan key 'prior_study.tau'.*'prior_study.taus'"):
         load_plan(str(path), ["prior_study.tau=[1]"])
+    with pytest.raises(PlanError, match=r"prior_study.methods\[pswav\].prior_of='swv' is not the key"):
+        load_plan(str(path), ["prior_study.methods=[{key: swav, config: s}, {key: pswav, config: p, prior_of: swv}]"])
+    with pytest.raises(PlanError, match="the key 'msn' is taken"):
+        load_plan(str(path), ["prior_study.methods=[{key: msn, config: s}]"])
+    plan = load_plan(str(path), ["prior_study.methods=[{key: swav, config: s}, {key: pswav, config: p, prior_of: swav}]"])
+    assert plan["prior_study"]["methods"][1]["prior_of"] == "swav"
+
+
+def test_drop_table_gives_the_seed_spread_of_the_paired_drop_next_to_the_pixel_floor():
+    ref, low = {"key": "k10", "label": "K=10"}, {"key": "k1", "label": "K=1"}
+    # per-seed linear top-1: K=10 80, 82, 84; K=1 79, 79, 80 -> paired drops 1, 3, 4: mean 8/3, sd sqrt(7/3)
+    summary = {"mae": {"linear": {"k10": (82.0, 2.0), "k1": (79.33, 0.58)},
+                       "drop": {"k1": {"linear": {"drop": 8 / 3, "se": 0.88, "sd": math.sqrt(7 / 3), "per_seed": [1, 3, 4]}}}}}
+    text = _drop_table(summary, [{"key": "mae", "label": "MAE"}, {"key": "dino"}], ref, low, {"raw pixels": 83.0}, 3)
+    assert "| MAE | 82.00 ± 2.00 | 79.33 ± 0.58 | +2.67 ± 1.53 | -1.00 |" in text
+    assert "raw-pixel floor (83.00)" in text and "sd over seeds" in text and "dino" not in text
+
+
+def test_swav_prototype_usage_is_the_mean_of_its_training_predictions():
+    """The offline prototype usage (cluster analysis) of a SwAV run reads the same softmax the loss trains with."""
+    import torch
+
+    from ssl_ext.analysis.prototype_usage import prototype_module, prototype_usage
+    from ssl_ext.losses.swav import SwAVLoss, mean_assignment
+
+    torch.manual_seed(0)
+    loss = SwAVLoss(num_prototypes=7, embed_dim=5, temperature=0.1)
+    embeddings = torch.randn(12, 5)
+    assert prototype_module(loss) is loss
+    usage = prototype_usage(embeddings, loss)
+    cosines = torch.nn.functional.normalize(embeddings, dim=1) @ torch.nn.functional.normalize(loss.prototypes.detach(), dim=1).T
+    expected = mean_assignment([cosines], 0.1)
+    assert torch.allclose(torch.as_tensor(usage["soft"]), expected.double(), atol=1e-6)
+    assert usage["prior"].tolist() == [1 / 7] * 7 and usage["hard"].sum() == 12

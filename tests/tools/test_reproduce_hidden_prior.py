@@ -27,11 +27,14 @@ def test_report_files_and_tables(smoke_study):
     report = (out / "report.md").read_text()
     assert "## 1. Sampler study" in report and "## 2. Prior study" in report
     assert "tools/reproduce_hidden_prior.py --plan study/smoke/hidden_prior" in report
-    for row in ("| SimCLR |", "| MSN |", "| PMSN (tau=0.5) |", "random init (simclr trunk)", "| raw pixels (no pretraining) |",
-                "| raw pixels (floor, no pretraining) |", "balanced-train probe: head / medium / tail"):
+    for row in ("| SimCLR |", "| MSN |", "| MAE |", "| SwAV |", "| PMSN (tau=0.5) |", "| prior-matching SwAV (tau=0.5) |",
+                "random init (simclr trunk)", "random init (mae trunk)", "| raw pixels (no pretraining) |",
+                "| raw pixels (floor, no pretraining) |", "balanced-train probe: head / medium / tail",
+                "| method | linear class-balanced | linear class-imbalanced | drop | class-balanced − pixels |"):
         assert row in report, row
     assert "class orders [0, 1]" in report
     assert "linear drop (class-imbalanced)" in report and "linear tail" in report
+    assert "prior-matching SwAV − SwAV = " in report and "PMSN − MSN = " in report
     for plot in ("sampler_study_linear", "sampler_study_cluster_sizes", "prior_study_linear",
                  "prior_study_prototype_usage", "prior_study_cluster_sizes"):
         path = out / f"{plot}.png"
@@ -43,12 +46,12 @@ def test_report_files_and_tables(smoke_study):
 def test_every_run_was_trained_and_evaluated_as_planned(smoke_study):
     out, study = smoke_study
     runs = {r["key"]: r for r in study["runs"]}
-    prior = {f"prior/{name}/order{order}/seed0" for name in ("msn", "pmsn_tau0.5", "random_init_msn", "pixels") for order in (0, 1)}
-    assert set(runs) == {
-        "sampler/simclr_balanced/seed0", "sampler/simclr_imbalanced/seed0", "sampler/msn_balanced/seed0",
-        "sampler/msn_imbalanced/seed0", "sampler/random_init_simclr/seed0", "sampler/random_init_msn/seed0",
-        "sampler/pixels/seed0", *prior,
-    }
+    prior = {f"prior/{name}/order{order}/seed0" for name in ("msn", "pmsn_tau0.5", "swav", "pswav_tau0.5", "random_init_msn",
+                                                             "random_init_swav", "pixels") for order in (0, 1)}
+    sampler = {f"sampler/{m}_{arm}/seed0" for m in ("simclr", "msn", "mae", "swav") for arm in ("balanced", "imbalanced")}
+    # SwAV shares SimCLR's CNN trunk, so one random-init floor serves both; MAE's ViT differs from MSN's.
+    floors = {f"sampler/{name}/seed0" for name in ("random_init_simclr", "random_init_msn", "random_init_mae", "pixels")}
+    assert set(runs) == sampler | floors | prior
     for key, run in runs.items():
         linear = run["results"]["linear"]["rows"][0]
         assert 0.0 <= linear["top1"] <= 100.0, key
@@ -79,9 +82,14 @@ def test_every_run_was_trained_and_evaluated_as_planned(smoke_study):
     assert pmsn["prior"]["tau_mle"] == pytest.approx(0.5, abs=1e-6)
     msn = runs["prior/msn/order0/seed0"]["results"]["analysis"]["details"]["prototypes"]
     assert msn["prior"]["tau_mle"] == 0.0
+    # The prior-matching SwAV run got the swept tau in its Sinkhorn marginals; the SwAV run kept equipartition.
+    pswav_config = (out / "runs" / "prior" / "pswav_tau0.5" / "order0" / "seed0" / "train_config.yaml").read_text()
+    assert "pswav_loss" in pswav_config and "tau: 0.5" in pswav_config
+    assert "NAME: swav_loss" in (out / "runs" / "prior" / "swav" / "order0" / "seed0" / "train_config.yaml").read_text()
     summary = study["report"]["summary"]
-    assert set(summary["sampler"]["methods"]) == {"simclr", "msn"}
-    assert "imbalanced" in summary["sampler"]["methods"]["simclr"]["drop"]
+    assert set(summary["sampler"]["methods"]) == {"simclr", "msn", "mae", "swav"}
+    drop = summary["sampler"]["methods"]["simclr"]["drop"]["imbalanced"]["linear"]
+    assert drop["per_seed"] == [pytest.approx(drop["drop"])]  # one seed: the drop is its only paired difference
 
 
 def test_rerun_reuses_finished_runs(smoke_study, capsys):
@@ -89,7 +97,8 @@ def test_rerun_reuses_finished_runs(smoke_study, capsys):
     assert tool.main(["--plan", "study/smoke/hidden_prior", "--out", str(out), "sampler_study.enabled=false",
                       "evaluation.random_init_baseline=false", "evaluation.pixels_baseline=false", "prior_study.class_orders=[1]"]) == 0
     again = json.loads((out / "results.json").read_text())
-    assert [r["key"] for r in again["runs"]] == ["prior/msn/order1/seed0", "prior/pmsn_tau0.5/order1/seed0"]
+    assert [r["key"] for r in again["runs"]] == ["prior/msn/order1/seed0", "prior/pmsn_tau0.5/order1/seed0",
+                                                 "prior/swav/order1/seed0", "prior/pswav_tau0.5/order1/seed0"]
     before = {r["key"]: r for r in study["runs"]}
     for run in again["runs"]:
         assert run["checkpoint"] == before[run["key"]]["checkpoint"]
@@ -105,7 +114,9 @@ def test_plan_errors_are_one_line(tmp_path, capsys):
     assert "prior_study.taus" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("plan, runs", [("study/cpu/hidden_prior", 33), ("study/full/hidden_prior_imagenet_inat18", 10)])
+# cpu: 7 methods x 4 arms + 4 random-init trunks + pixels; per class order (3): MSN, 3 PMSN, SwAV, 3 prior-matching SwAV,
+# 2 random-init trunks, pixels. full: 7 methods x 2 arms; MSN, 3 PMSN, SwAV, 3 prior-matching SwAV.
+@pytest.mark.parametrize("plan, runs", [("study/cpu/hidden_prior", 66), ("study/full/hidden_prior_imagenet_inat18", 22)])
 def test_dry_run_composes_every_config_of_the_shipped_plans(plan, runs, tmp_path, capsys):
     """Every run config of the CPU and the full (SLURM, ImageNet/iNat18) plans composes and validates."""
     assert tool.main(["--plan", plan, "--out", str(tmp_path), "--dry-run", "config.SLURM.PARTITION=gpu"]) == 0
@@ -113,5 +124,9 @@ def test_dry_run_composes_every_config_of_the_shipped_plans(plan, runs, tmp_path
     assert len(lines) == runs
     assert all("config.SLURM.PARTITION=gpu" in line for line in lines)
     assert any("classes_per_batch: 1}" in line or "classes_per_batch: 8}" in line for line in lines)
-    assert sum("PARAMS: {tau:" in line for line in lines) == (9 if "cpu" in plan else 3)  # cpu: 3 taus x 3 class orders
+    # PMSN and prior-matching SwAV, 3 taus each (cpu: x 3 class orders)
+    assert sum("PARAMS: {tau:" in line for line in lines) == (18 if "cpu" in plan else 6)
+    assert sum("pretrain/pswav" in line for line in lines) == (9 if "cpu" in plan else 3)
+    for method in ("mae", "data2vec", "swav", "dino"):
+        assert any(line.startswith(f"sampler/{method}_") for line in lines), method
     assert not os.listdir(tmp_path)  # nothing was written

@@ -70,11 +70,17 @@ DEFAULT_PLAN: Dict[str, Any] = {
         "pmsn": {"label": "PMSN", "config": "", "overrides": []},
         # Power-law exponents of PMSN's prior (LOSS.PARAMS.prior.PARAMS.tau), one run each.
         "taus": [0.25],
+        # Other prototype methods next to MSN / PMSN: [{key, label, config, overrides, prior_of}]. An entry with
+        # prior_of (the key of its uniform-prior entry, e.g. pswav -> swav) is a prior-matching method: its loss
+        # takes LOSS.PARAMS.prior like PMSN's, it runs once per tau and is compared with that entry; an entry
+        # without it runs once with its own uniform prior (SwAV's equipartition, DINO's centering).
+        "methods": [],
         "overrides": [],
     },
 }
 METHOD_KEYS = {"key", "label", "config", "overrides"}
 ARM_KEYS = {"key", "label", "classes_per_batch"}
+PRIOR_METHOD_KEYS = METHOD_KEYS | {"prior_of"}
 
 
 class PlanError(ValueError):
@@ -117,6 +123,16 @@ def validate(plan: Dict[str, Any], origin: str) -> Dict[str, Any]:
         for name in ("msn", "pmsn"):
             if not prior[name]["config"]:
                 raise PlanError(f"{origin}: prior_study.{name}.config is empty: name the pretraining config")
+        _check_items(prior["methods"], PRIOR_METHOD_KEYS, "prior_study.methods", origin)
+        keys = {m["key"] for m in prior["methods"]}
+        for method in prior["methods"]:
+            if not method.get("config"):
+                raise PlanError(f"{origin}: prior_study.methods[{method['key']}].config is empty: name the pretraining config")
+            if method.get("prior_of") and method["prior_of"] not in keys:
+                raise PlanError(f"{origin}: prior_study.methods[{method['key']}].prior_of={method['prior_of']!r} is not the key "
+                                f"of another entry of prior_study.methods (have {sorted(keys)})")
+            if method["key"] in ("msn", "pmsn", "pixels") or method["key"].startswith("random_init"):
+                raise PlanError(f"{origin}: prior_study.methods: the key {method['key']!r} is taken by the study's own runs")
         if not prior["taus"] or any(isinstance(t, bool) or not isinstance(t, (int, float)) or t < 0 for t in prior["taus"]):
             raise PlanError(f"{origin}: prior_study.taus must be a non-empty list of numbers >= 0, got {prior['taus']!r}")
     for key in ("epochs",):

@@ -86,7 +86,8 @@ def _sampler_runs(study: Dict[str, Any], common: List[str], seed: int, baseline:
 
 def _prior_runs(study: Dict[str, Any], common: List[str], seed: int, baseline: bool, pixels: bool = False,
                 order: Optional[int] = None) -> List[RunSpec]:
-    """MSN and PMSN (one run per tau) on the long-tailed data (class order ``order``), with the default random sampler."""
+    """MSN, PMSN (one run per tau) and the plan's other prototype methods (a prior-matching one once per tau) on the
+    long-tailed data (class order ``order``), with the default random sampler."""
     lt = study["long_tail"]
     # No long_tail: the data is long-tailed already (iNaturalist).
     long_tail = [
@@ -105,9 +106,21 @@ def _prior_runs(study: Dict[str, Any], common: List[str], seed: int, baseline: b
             "prior", f"pmsn_tau{tau:g}", pmsn["config"], base + list(pmsn["overrides"]) + [prior], seed,
             labels={"method": "pmsn", "method_label": f"{pmsn['label']} (tau={tau:g})", "tau": float(tau)},
         ))
+    for method in study.get("methods", []):
+        overrides = base + list(method.get("overrides", []))
+        label = method.get("label", method["key"])
+        if not method.get("prior_of"):
+            runs.append(RunSpec("prior", method["key"], method["config"], overrides, seed,
+                                labels={"method": method["key"], "method_label": label, "tau": None}))
+            continue
+        for tau in study["taus"]:
+            prior = f"config.LOSS.PARAMS.prior={{NAME: power_law, PARAMS: {{tau: {float(tau)}}}}}"
+            runs.append(RunSpec("prior", f"{method['key']}_tau{tau:g}", method["config"], overrides + [prior], seed,
+                                labels={"method": method["key"], "method_label": f"{label} (tau={tau:g})", "tau": float(tau),
+                                        "prior_of": method["prior_of"]}))
     msn_method = {"key": "msn", "config": msn["config"], "overrides": msn["overrides"]}
     if baseline:
-        runs += _random_init_runs([msn_method], "prior", base, seed)
+        runs += _random_init_runs([msn_method, *study.get("methods", [])], "prior", base, seed)
     if pixels:
         runs.append(_pixels_run(msn_method, "prior", base, seed))
     for run in runs:

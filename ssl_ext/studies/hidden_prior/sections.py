@@ -60,7 +60,9 @@ def sampler_section(records: List[Dict[str, Any]], plan: Dict[str, Any], folder:
             for metric, store, cells in (("linear", lin, drops_lin), ("knn", knn, drops_knn)):
                 diff, se, kind, significant = difference_verdict(store[reference["key"]][0], store[other["key"]][0], n_val, n_val)
                 cells.append(f"{diff:+.2f} ± {se:.2f}")
-                entry["drop"].setdefault(other["key"], {})[metric] = {"drop": diff, "se": se, "se_kind": kind, "significant": significant}
+                paired = [a - b for a, b in zip(store[reference["key"]][0], store[other["key"]][0])]
+                entry["drop"].setdefault(other["key"], {})[metric] = {"drop": diff, "se": se, "se_kind": kind, "significant": significant,
+                                                                      "sd": mean_std(paired)[1], "per_seed": paired}
                 if metric == "linear":
                     findings.append(
                         f"- **{method.get('label')}**: linear top-1 {lin[reference['key']][1]:.2f} with {reference['label']} "
@@ -91,6 +93,7 @@ def sampler_section(records: List[Dict[str, Any]], plan: Dict[str, Any], folder:
             floors[floor_label] = mean_std([linear_row(r)["top1"] for r in rs])[0]
             lines.append(f"| {rs[0]['labels']['method_label']} (no pretraining) | "
                          + " | ".join([fmt(*mean_std([linear_row(r)["top1"] for r in rs]), nseeds)] + [""] * (len(columns) - 2)) + " |")
+    drops = _drop_table(summary, methods, reference, others[-1] if others else None, floors, nseeds) if summary and others else ""
     plots = []
     if summary:
         labels = [m.get("label", m["key"]) for m in methods if m["key"] in summary]
@@ -103,8 +106,31 @@ def sampler_section(records: List[Dict[str, Any]], plan: Dict[str, Any], folder:
         plots.append(sorted_curves_plot(os.path.join(folder, "sampler_study_cluster_sizes.png"), curves,
                                         "Sampler study: sorted k-means cluster sizes\n(k = number of classes, train features)",
                                         "fraction of images"))
-    text = "\n".join(lines) + "\n\n" + "\n".join(findings) + "\n"
+    text = "\n".join(lines) + "\n\n" + drops + "\n".join(findings) + "\n"
     return text, {"methods": summary, "plots": plots, "random_init_linear": floors}
+
+
+def _drop_table(summary: Dict[str, Any], methods: List[Dict[str, Any]], reference: Dict[str, Any], last: Dict[str, Any],
+                floors: Dict[str, float], nseeds: int) -> str:
+    """Per method: linear top-1 in the reference and the most imbalanced arm, the drop ± its seed spread, and the
+    margin of the reference arm over the raw-pixel floor (a drop from below the floor says little)."""
+    pixels = floors.get("raw pixels")
+    spread = "sd over seeds" if nseeds > 1 else "binomial SE (one seed)"
+    lines = [f"Drop from {reference['label']} to {last['label']} per method (linear probe; ± {spread}), next to the "
+             f"raw-pixel floor ({fmt(pixels) if pixels is not None else 'not run'}):\n",
+             f"| method | linear {reference['label']} | linear {last['label']} | drop | {reference['label']} − pixels |",
+             "|---|---|---|---|---|"]
+    for method in methods:
+        entry = summary.get(method["key"])
+        if entry is None:
+            continue
+        ref, low = entry["linear"][reference["key"]], entry["linear"][last["key"]]
+        drop = entry["drop"][last["key"]]["linear"]
+        spread_value = drop["sd"] if nseeds > 1 else drop["se"]
+        margin = f"{ref[0] - pixels:+.2f}" if pixels is not None else "–"
+        lines.append(f"| {method.get('label', method['key'])} | {fmt(ref[0], ref[1], nseeds)} | {fmt(low[0], low[1], nseeds)} "
+                     f"| {drop['drop']:+.2f} ± {spread_value:.2f} | {margin} |")
+    return "\n".join(lines) + "\n\n"
 
 
 def prior_section(records: List[Dict[str, Any]], plan: Dict[str, Any], folder: str) -> Tuple[str, Dict[str, Any]]:
@@ -148,10 +174,10 @@ def prior_section(records: List[Dict[str, Any]], plan: Dict[str, Any], folder: s
         if soft:
             usage_curves.append((f"{label}: p̄", soft[0]["sorted_sizes"], style))
             prior = usage[0].get("prior")
-            if prior and rs[0]["labels"].get("method") != "msn":
+            if prior and rs[0]["labels"].get("tau") is not None:
                 usage_curves.append((f"{label}: prior", prior["sorted_sizes"], f"C{index % 10}:"))
         cluster_curves.append((label, kmeans[0]["sorted_sizes"], style))
-    findings = _prior_findings(grouped, summary, k)
+    findings = _prior_findings(grouped, summary, k, plan)
     plots = []
     if summary:
         plots.append(bar_plot(os.path.join(folder, "prior_study_linear.png"), ["overall", *GROUPS], bars, errors if nseeds > 1 else {},
@@ -171,28 +197,41 @@ def prior_section(records: List[Dict[str, Any]], plan: Dict[str, Any], folder: s
     return text, {"methods": summary, "plots": plots, "train_class_histogram": summary_hist}
 
 
-def _prior_findings(grouped, summary: Dict[str, Any], k: int) -> List[str]:
-    if "msn" not in grouped:
+def _prior_findings(grouped, summary: Dict[str, Any], k: int, plan: Dict[str, Any]) -> List[str]:
+    """PMSN against MSN, then every other prior-matching method against its uniform-prior entry (``prior_of``)."""
+    findings: List[str] = []
+    pairs = [("msn", "MSN", "pmsn", "PMSN")]
+    labels = {m["key"]: m.get("label", m["key"]) for m in plan["prior_study"].get("methods", [])}
+    pairs += [(m["prior_of"], labels[m["prior_of"]], m["key"], labels[m["key"]])
+              for m in plan["prior_study"].get("methods", []) if m.get("prior_of")]
+    for uniform, uniform_label, prior_key, prior_label in pairs:
+        findings += _prior_pair_findings(grouped, summary, k, uniform, uniform_label, prior_key, prior_label)
+    return findings
+
+
+def _prior_pair_findings(grouped, summary: Dict[str, Any], k: int, uniform: str, uniform_label: str, prior_key: str,
+                         prior_label: str) -> List[str]:
+    if uniform not in grouped:
         return []
-    msn = grouped["msn"]
-    pmsn_names = [n for n in grouped if n.startswith("pmsn_")]
-    if not pmsn_names:
+    base = grouped[uniform]
+    prior_names = [n for n in grouped if n.startswith(f"{prior_key}_tau")]
+    if not prior_names:
         return []
-    counts = val_counts(msn[0])
-    best = max(pmsn_names, key=lambda n: summary[n]["linear"]["top1"])
-    findings = [f"PMSN run with the best linear top-1: **{summary[best]['label']}** (chosen on val accuracy, "
-                f"so slightly optimistic for PMSN)."]
+    counts = val_counts(base[0])
+    best = max(prior_names, key=lambda n: summary[n]["linear"]["top1"])
+    findings = [f"{prior_label} run with the best linear top-1: **{summary[best]['label']}** (chosen on val accuracy, "
+                f"so slightly optimistic for {prior_label})."]
     for metric in ("top1", "tail", "head"):
         for name, getter in (("linear", lambda r: linear_row(r).get(metric)), (f"kNN-{k}", lambda r: knn_row(r, k).get(metric))):
             a = [float(getter(r)) for r in grouped[best]]
-            b = [float(getter(r)) for r in msn]
+            b = [float(getter(r)) for r in base]
             if any(v is None or v != v for v in a + b):
                 continue
             n = counts.get(metric, 0)
             diff, se, kind, significant = difference_verdict(a, b, n, n)
-            findings.append(f"- {name} {metric}: PMSN − MSN = {diff:+.2f} ± {se:.2f} ({kind}) — "
+            findings.append(f"- {name} {metric}: {prior_label} − {uniform_label} = {diff:+.2f} ± {se:.2f} ({kind}) — "
                             f"{_verdict(diff, se, significant, +1, len(a))}.")
-    for name in ["msn", *pmsn_names]:
+    for name in [uniform, *prior_names]:
         tau = summary[name]["usage_tau"]
         prior = summary[name]["tau_prior"]
         if tau is not None:

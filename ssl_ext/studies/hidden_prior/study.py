@@ -137,11 +137,12 @@ def write_report(study: Dict[str, Any], out: str) -> Dict[str, Any]:
         made = (f"{lt['profile']} class frequencies, largest/smallest = {lt['imbalance_ratio']:g}" if lt
                 else "the configs' own (long-tailed) data")
         sections.append(
-            "## 2. Prior study (MSN vs PMSN on long-tailed data)\n\n"
+            "## 2. Prior study (uniform vs prior-matching methods on long-tailed data)\n\n"
             f"Long-tailed train set: {made} "
             f"(class sizes {_short(sizes)}; fitted τ of the class histogram {hist.get('tau', float('nan')):.2f}). "
             f"MSN (me-max: uniform prior) and PMSN (KL to a power-law prior over the prototypes, τ swept) are pretrained "
             f"{plan['prior_study']['epochs']} epochs with the random sampler, then evaluated on the balanced val images; "
+            + _other_prior_methods(plan) +
             "head / medium / tail are the train-set class groups. Which classes are head and tail is drawn at random: "
             f"every row averages class orders {plan['prior_study'].get('class_orders')} x seeds {plan['seeds']} "
             "(mean ± std over those runs). The balanced-train probe column is the same probe fitted on the balanced "
@@ -175,6 +176,17 @@ def write_report(study: Dict[str, Any], out: str) -> Dict[str, Any]:
     path = os.path.join(out, "report.md")
     atomic_write_text(path, text)
     return {"markdown": path, "plots": plots, "summary": summary}
+
+
+def _other_prior_methods(plan: Dict[str, Any]) -> str:
+    """One sentence on the plan's other prototype methods (prior_study.methods), empty when there are none."""
+    methods = plan["prior_study"].get("methods", [])
+    if not methods:
+        return ""
+    labels = {m["key"]: m.get("label", m["key"]) for m in methods}
+    parts = [f"{labels[m['key']]} (the prior of {labels[m['prior_of']]} replaced by the power law, same τ sweep)"
+             if m.get("prior_of") else f"{labels[m['key']]} (its own uniform prior)" for m in methods]
+    return "the same protocol for " + ", ".join(parts) + "; "
 
 
 def _short(text: str, limit: int = 200) -> str:
