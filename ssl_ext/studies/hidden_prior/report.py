@@ -133,7 +133,7 @@ def difference_verdict(a: List[float], b: List[float], n_a: int, n_b: int) -> Tu
     diff = float(np.mean(a) - np.mean(b))
     if len(a) > 1 and len(a) == len(b):
         paired = np.asarray(a) - np.asarray(b)
-        se, kind = float(np.std(paired, ddof=1) / math.sqrt(len(paired))), f"seed SE over {len(paired)} seeds"
+        se, kind = float(np.std(paired, ddof=1) / math.sqrt(len(paired))), f"SE over {len(paired)} paired runs (seeds x class orders)"
     else:
         se = math.hypot(binomial_se(float(np.mean(a)), n_a), binomial_se(float(np.mean(b)), n_b))
         kind = "binomial SE of the val accuracies (one seed: training noise not included)"
