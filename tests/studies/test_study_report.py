@@ -77,3 +77,14 @@ def test_swav_prototype_usage_is_the_mean_of_its_training_predictions():
     expected = mean_assignment([cosines], 0.1)
     assert torch.allclose(torch.as_tensor(usage["soft"]), expected.double(), atol=1e-6)
     assert usage["prior"].tolist() == [1 / 7] * 7 and usage["hard"].sum() == 12
+
+
+def test_pixel_floor_of_a_method_evaluated_on_pooled_tokens_uses_the_pixels_layer():
+    """The pixels floor takes the data and probes of the plan's first method; MAE's avgpool_last1 must not follow it."""
+    from ssl_ext.config import compose_config
+    from ssl_ext.studies.hidden_prior.runs import _pixels_run
+
+    spec = _pixels_run({"key": "mae", "config": "study/cpu/pretrain/mae"}, "sampler", [], 0)
+    cfg = compose_config([f"config={spec.config}", *spec.overrides])
+    assert cfg.config.MODEL.TRUNK.NAME == "pixels" and list(cfg.config.BENCHMARK.FEATURES.LAYERS) == []
+    assert dict(cfg.config.MODEL.TRUNK.PARAMS) == {"in_channels": 1, "image_size": 16}

@@ -135,7 +135,9 @@ def _pixels_run(method: Dict[str, Any], study: str, overrides: List[str], seed: 
     cfg = compose_config([f"config={method['config']}", *overrides, *method.get("overrides", [])])
     params = cfg.config.DATA.VAL.TRANSFORM.PARAMS
     trunk = f"+config.MODEL.TRUNK={{NAME: pixels, PARAMS: {{in_channels: {int(params.get('channels', 3))}, image_size: {int(params.get('size', 16))}}}}}"
-    return RunSpec(study, "pixels", method["config"], overrides + list(method.get("overrides", [])) + ["~config.MODEL.TRUNK", trunk],
+    # The method's evaluated layers (e.g. a ViT's avgpool_last1) do not exist on the pixels trunk: its only layer is used.
+    return RunSpec(study, "pixels", method["config"],
+                   overrides + list(method.get("overrides", [])) + ["~config.MODEL.TRUNK", trunk, "config.BENCHMARK.FEATURES.LAYERS=[]"],
                    seed, pretrain=False, labels={"method": "pixels", "method_label": "raw pixels", "trunk_of": "pixels"})
 
 
