@@ -25,7 +25,7 @@ def test_several_seeds_use_the_paired_seed_error():
     diff, se, kind, significant = difference_verdict([84.0, 85.0, 86.0], [83.0, 83.0, 85.0], 3000, 3000)
     # paired differences 1, 2, 1: mean 4/3, sample std sqrt(1/3), SE sqrt(1/3)/sqrt(3) = 1/3
     assert diff == pytest.approx(4 / 3) and se == pytest.approx(1 / 3)
-    assert "3 seeds" in kind and significant
+    assert "3 paired runs" in kind and significant
     assert mean_std([1.0, 3.0]) == (2.0, pytest.approx(math.sqrt(2)))
 
 
@@ -88,3 +88,12 @@ def test_pixel_floor_of_a_method_evaluated_on_pooled_tokens_uses_the_pixels_laye
     cfg = compose_config([f"config={spec.config}", *spec.overrides])
     assert cfg.config.MODEL.TRUNK.NAME == "pixels" and list(cfg.config.BENCHMARK.FEATURES.LAYERS) == []
     assert dict(cfg.config.MODEL.TRUNK.PARAMS) == {"in_channels": 1, "image_size": 16}
+
+
+def test_control_arm_verdict_reads_the_other_way_round():
+    """MAE / data2vec (expect_drop: false): the paper predicts no drop, so a significant drop is against it."""
+    from ssl_ext.studies.hidden_prior.sections import _control_verdict
+
+    assert "as the paper predicts" in _control_verdict(0.5, significant=False)
+    assert "does not predict" in _control_verdict(2.0, significant=True)
+    assert "predicts no change" in _control_verdict(-2.0, significant=True)

@@ -23,6 +23,15 @@ def _verdict(diff: float, se: float, significant: bool, expected_sign: int, seed
     return "as in the paper" if diff * expected_sign > 0 else "opposite to the paper"
 
 
+def _control_verdict(diff: float, significant: bool) -> str:
+    """A control arm (no volume-maximizing term): the paper predicts no drop."""
+    if not significant:
+        return "no drop beyond noise, as the paper predicts for a method without a volume-maximizing term"
+    if diff > 0:
+        return "a drop, which the paper does not predict for a method without a volume-maximizing term"
+    return "a gain with class-imbalanced batches (the paper predicts no change)"
+
+
 def _metric(records: List[Dict[str, Any]], getter) -> Tuple[List[float], float, float]:
     values = [float(getter(r)) for r in records]
     mean, std = mean_std(values)
@@ -67,7 +76,7 @@ def sampler_section(records: List[Dict[str, Any]], plan: Dict[str, Any], folder:
                     findings.append(
                         f"- **{method.get('label')}**: linear top-1 {lin[reference['key']][1]:.2f} with {reference['label']} "
                         f"vs {lin[other['key']][1]:.2f} with {other['label']}: drop {diff:+.2f} ± {se:.2f} ({kind}) — "
-                        f"{_verdict(diff, se, significant, +1, len(store[reference['key']][0]))}."
+                        f"{_verdict(diff, se, significant, +1, len(store[reference['key']][0])) if method.get('expect_drop', True) else _control_verdict(diff, significant)}."
                     )
         row += drops_lin
         row += [fmt(knn[a["key"]][1], knn[a["key"]][2], nseeds) for a in arms]
