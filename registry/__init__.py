@@ -24,6 +24,16 @@ from registry.core import Registry, build, spec_name_and_params
 from registry.errors import DuplicateNameError, PluginParamsError, RegistryError, UnknownNameError
 from registry.discovery import load_plugins, load_entry_point_plugins, ensure_builtin_plugins
 
+# The randomness rule every kind that may draw random numbers inside a step follows (losses, trunks, heads).
+RANDOMNESS_RULE = """
+    Randomness (the resume contract): draw random numbers inside ``forward`` from torch's
+    global generator (or ``ssl_ext.utils.rng.step_generator(purpose)``), never at build time
+    for later use and never by reseeding it. The trainer reseeds the global generators at the
+    start of every step from (seed, epoch, step, rank), so a resumed run draws exactly what the
+    uninterrupted one did. State a plugin carries across steps (queues, centres, counters)
+    lives in buffers or its ``state_dict`` so checkpoints hold it.
+    """
+
 LOSSES = Registry(
     "loss",
     """Loss functions (``ssl_ext/losses``).
@@ -35,14 +45,7 @@ LOSSES = Registry(
     scalar tensor or a dict of named scalar terms whose ``"loss"`` entry is optimized
     (other entries are logged). The mathematics lives in documented functions on plain
     tensors (``ssl_ext/losses/functional.py``) that the module calls.
-
-    Randomness (the resume contract): draw random numbers inside ``forward`` from torch's
-    global generator (or ``ssl_ext.utils.rng.step_generator(purpose)``), never at build time
-    for later use and never by reseeding it. The trainer reseeds the global generators at the
-    start of every step from (seed, epoch, step, rank), so a resumed run draws exactly what the
-    uninterrupted one did. State a plugin carries across steps (queues, centres, counters)
-    lives in buffers or its ``state_dict`` so checkpoints hold it.
-    """,
+    """ + RANDOMNESS_RULE,
     returns=Returns("forward(output, batch) -> scalar tensor or dict with a 'loss' entry",
                     base="classy_vision.losses.ClassyLoss"),
 )
@@ -52,14 +55,7 @@ HEADS = Registry(
 
     Maps ``(N, in_dim)`` features to ``(N, out_dim)``; the next head receives its
     ``out_dim`` as ``in_dim``.
-
-    Randomness (the resume contract): draw random numbers inside ``forward`` from torch's
-    global generator (or ``ssl_ext.utils.rng.step_generator(purpose)``), never at build time
-    for later use and never by reseeding it. The trainer reseeds the global generators at the
-    start of every step from (seed, epoch, step, rank), so a resumed run draws exactly what the
-    uninterrupted one did. State a plugin carries across steps (queues, centres, counters)
-    lives in buffers or its ``state_dict`` so checkpoints hold it.
-    """,
+    """ + RANDOMNESS_RULE,
     context=[("in_dim", "width of the features it receives (the trunk's or the previous head's out_dim)")],
     returns=Returns("maps (N, in_dim) to (N, out_dim)", base="torch.nn.Module", attributes=("out_dim",)),
 )
@@ -70,14 +66,7 @@ TRUNKS = Registry(
     Takes images ``(N, C, H, W)`` and returns pooled features ``(N, out_dim)``;
     ``extract_layers(x, names)`` returns a dict of named intermediate features for
     evaluation.
-
-    Randomness (the resume contract): draw random numbers inside ``forward`` from torch's
-    global generator (or ``ssl_ext.utils.rng.step_generator(purpose)``), never at build time
-    for later use and never by reseeding it. The trainer reseeds the global generators at the
-    start of every step from (seed, epoch, step, rank), so a resumed run draws exactly what the
-    uninterrupted one did. State a plugin carries across steps (queues, centres, counters)
-    lives in buffers or its ``state_dict`` so checkpoints hold it.
-    """,
+    """ + RANDOMNESS_RULE,
     returns=Returns("maps images (N, C, H, W) to features (N, out_dim)", base="torch.nn.Module",
                     attributes=("out_dim", "extract_layers")),
 )
