@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ssl_ext.samplers.class_balanced import ClassBalancedSampler  # noqa: E402
+from ssl_ext.samplers.uniform_class_resampling import UniformClassResamplingSampler  # noqa: E402
 from ssl_ext.samplers.class_imbalanced import ClassImbalancedSampler  # noqa: E402
 from ssl_ext.samplers.distributed_shuffle import DistributedShuffleSampler  # noqa: E402
 from ssl_ext.samplers.power_law_class import PowerLawClassSampler  # noqa: E402
@@ -68,7 +68,7 @@ def main() -> None:
     samplers = {
         "class_imbalanced (K=8)": lambda: ClassImbalancedSampler(data, classes_per_batch=K, **common),
         "distributed_shuffle": lambda: DistributedShuffleSampler(data, **common),
-        "class_balanced": lambda: ClassBalancedSampler(data, **common),
+        "uniform_class_resampling": lambda: UniformClassResamplingSampler(data, **common),
         "power_law_class": lambda: PowerLawClassSampler(data, **common),
     }
     print(f"{NUM_SAMPLES:,} samples, {NUM_CLASSES:,} classes, global batch {GLOBAL_BATCH} = {per_replica} x {args.world_size} ranks")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import logging
 import os
 import sys
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
@@ -12,6 +13,8 @@ from fvcore.common.registry import Registry as _FvcoreRegistry
 from registry.contract import ContextArg, ContextSpec, PluginContractError, Returns, context_args, contract_docstring
 from registry.discovery import ensure_builtin_plugins
 from registry.errors import DuplicateNameError, PluginParamsError, RegistryError, UnknownNameError
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "Registry", "RegistryError", "DuplicateNameError", "UnknownNameError", "PluginParamsError", "PluginContractError",
@@ -93,6 +96,9 @@ class Registry(_FvcoreRegistry):
         self.returns = returns
         self.__doc__ = f"{inspect.cleandoc(doc)}\n\n{self.contract_doc()}" if doc else self.contract_doc()
         self._sites: Dict[str, str] = {}
+        # Former names that still build their plugin: alias -> current name.
+        self._aliases: Dict[str, str] = {}
+        self._warned_aliases: set = set()
 
     @property
     def context_names(self) -> Tuple[str, ...]:
@@ -106,6 +112,11 @@ class Registry(_FvcoreRegistry):
     # ----------------------------------------------------------- registration
     def _do_register(self, name: str, obj: Any, site: Optional[str] = None) -> None:
         site = site or _definition_site(obj)
+        if name in self._aliases:
+            raise DuplicateNameError(
+                f"Cannot register {self.kind} {name!r} at {site}: that name is kept as the former name of "
+                f"{self._aliases[name]!r}. Pick another name."
+            )
         existing = self._obj_map.get(name)
         if existing is not None:
             if existing is obj:
@@ -127,16 +138,47 @@ class Registry(_FvcoreRegistry):
         self._do_register(name or obj.__name__, obj)
         return obj
 
-    def decorator(self, after: Optional[Callable[[str, Any], None]] = None) -> Callable:
-        """Return ``register_<kind>(name)``, the decorator plugins use."""
+    def add_alias(self, alias: str, name: str) -> None:
+        """Keep ``alias``, a plugin's former name, building the plugin now registered as ``name``.
 
-        def register_named(name: str) -> Callable:
+        Configs written with the old name keep working; the first look-up of the old name logs
+        that it changed, so users can move to the new one at their pace.
+        """
+        if not isinstance(alias, str) or not alias:
+            raise RegistryError(f"A {self.kind} alias must be a non-empty string, got {alias!r}")
+        if alias in self._obj_map or self._aliases.get(alias, name) != name:
+            raise DuplicateNameError(f"Cannot keep {alias!r} as a former name of {self.kind} {name!r}: it already names "
+                                     f"{self._aliases.get(alias) or 'another ' + self.kind!r}.")
+        self._aliases[alias] = name
+
+    def aliases(self) -> Dict[str, str]:
+        """Former names that still build a plugin: ``{former name: current name}``."""
+        ensure_builtin_plugins()
+        return dict(self._aliases)
+
+    def current_name(self, name: str) -> str:
+        """``name``, or the current name of the plugin it formerly named (logged once per former name)."""
+        current = self._aliases.get(name)
+        if current is None:
+            return name
+        if name not in self._warned_aliases:
+            self._warned_aliases.add(name)
+            logger.warning("%s %r is now called %r; the old name still works, but configs should use the new one.",
+                           self.kind, name, current)
+        return current
+
+    def decorator(self, after: Optional[Callable[[str, Any], None]] = None) -> Callable:
+        """Return ``register_<kind>(name, aliases=())``, the decorator plugins use."""
+
+        def register_named(name: str, aliases: Sequence[str] = ()) -> Callable:
             if not isinstance(name, str) or not name:
                 raise RegistryError(f"register_{self.kind.replace(' ', '_')}() needs a non-empty name string, got {name!r}")
             site = _caller_site(2)
 
             def deco(obj: Any) -> Any:
                 self._do_register(name, obj, site=site)
+                for alias in aliases:
+                    self.add_alias(alias, name)
                 if after is not None:
                     after(name, obj)
                 return obj
@@ -155,16 +197,21 @@ class Registry(_FvcoreRegistry):
 
     def __contains__(self, name: str) -> bool:
         ensure_builtin_plugins()
-        return name in self._obj_map
+        return name in self._obj_map or name in self._aliases
 
     def get(self, name: str) -> Any:
         """The plugin registered under ``name``; UnknownNameError lists the known names and the closest one."""
         ensure_builtin_plugins()
+        name = self.current_name(name)
         obj = self._obj_map.get(name)
         if obj is None:
             known = sorted(self._obj_map)
-            guess = closest_match(name, known)
-            hint = f" Did you mean {guess!r}?" if guess else ""
+            guess = closest_match(name, known + sorted(self._aliases))
+            hint = ""
+            if guess in self._aliases:
+                hint = f" Did you mean {guess!r} (now called {self._aliases[guess]!r})?"
+            elif guess:
+                hint = f" Did you mean {guess!r}?"
             raise UnknownNameError(
                 f"Unknown {self.kind} {name!r}.{hint} Registered {self.plural}: {', '.join(known) or '(none)'}. "
                 f"A third-party plugin must be imported first: list its module under PLUGINS: in the config "
@@ -215,6 +262,7 @@ class Registry(_FvcoreRegistry):
         self.check_context(context)
         name, params = spec_name_and_params(spec)
         obj = self.get(name)
+        name = self.current_name(name)
         self.check_params(name, params, context)
         return self.check_returned(name, build(obj, params, context))
 

@@ -1,6 +1,6 @@
 """Shared algorithm of the samplers that draw classes with given probabilities.
 
-``class_balanced`` and ``power_law_class`` differ only in the class
+``uniform_class_resampling`` and ``power_law_class`` differ only in the class
 probabilities ``q_c``. One epoch (identical on every rank, from ``(seed, epoch)``):
 
 1. The epoch has ``L`` draws (``N`` by default, or ``num_batches_per_epoch`` global

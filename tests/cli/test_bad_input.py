@@ -178,7 +178,7 @@ CASES = [
     _(Case(["config.DATA.TRAIN.SAMPLER.NAME=class_imbalanced", "config.DATA.TRAIN.SAMPLER.PARAMS.classes_per_batch=8"],
            ["config.DATA.TRAIN.SAMPLER.PARAMS.classes_per_batch", "classes_per_batch=8", "only 4 classes"], stops_before_the_run=False),
       id="sampler_classes_per_batch_above_the_dataset_classes"),
-    _(Case(["config.DATA.TRAIN.SAMPLER.NAME=class_balancd"], ["config.DATA.TRAIN.SAMPLER", "Did you mean 'class_balanced'?"]), id="unknown_sampler"),
+    _(Case(["config.DATA.TRAIN.SAMPLER.NAME=class_balancd"], ["config.DATA.TRAIN.SAMPLER", "Did you mean 'class_balanced'"]), id="unknown_sampler"),
     _(Case(["config.ENGINE_NAME=trian"], ["config.ENGINE_NAME", "Did you mean 'train'?"]), id="unknown_engine"),
     _(Case(["config.PLUGINS=[no_such_plugin_module]"], ["config.PLUGINS", "no_such_plugin_module"]), id="plugin_module_missing"),
     # ------------------------------------------------------------------ the machine

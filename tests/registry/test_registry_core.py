@@ -115,6 +115,36 @@ def test_registering_the_same_object_twice_is_harmless_but_another_object_is_not
     assert widgets._obj_map["a"] is make_a
 
 
+def test_a_former_name_builds_the_renamed_plugin_and_logs_the_new_name_once(caplog):
+    widgets = Registry("widget", "Test widgets.")
+    register_widget = widgets.decorator()
+
+    def make_widget(size: int = 1):
+        """a widget"""
+        return ("widget", size)
+
+    register_widget("uniform_widget", aliases=("balanced_widget",))(make_widget)
+    with caplog.at_level("WARNING", logger="registry.core"):
+        assert widgets.build({"NAME": "balanced_widget", "PARAMS": {"size": 3}}) == ("widget", 3)
+        assert widgets.build("balanced_widget") == ("widget", 1)
+    notes = [r.getMessage() for r in caplog.records if "balanced_widget" in r.getMessage()]
+    assert notes == ["widget 'balanced_widget' is now called 'uniform_widget'; the old name still works, "
+                     "but configs should use the new one."]
+    assert "balanced_widget" in widgets and widgets.names() == ["uniform_widget"]
+    assert widgets.aliases() == {"balanced_widget": "uniform_widget"}
+    with pytest.raises(DuplicateNameError, match="former name of 'uniform_widget'"):
+        register_widget("balanced_widget")(lambda: None)
+    with pytest.raises(UnknownNameError, match="Did you mean 'balanced_widgt'|now called 'uniform_widget'"):
+        widgets.get("balanced_widgt")
+
+
+def test_the_sampler_once_called_class_balanced_keeps_its_old_name():
+    from ssl_ext.samplers.uniform_class_resampling import UniformClassResamplingSampler
+
+    assert registry.SAMPLERS.get("class_balanced") is UniformClassResamplingSampler
+    assert "class_balanced" not in registry.SAMPLERS.names()
+
+
 def test_decorator_rejects_a_missing_name():
     with pytest.raises(RegistryError, match="needs a non-empty name"):
         registry.register_head("")

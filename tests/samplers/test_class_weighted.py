@@ -1,4 +1,4 @@
-"""class_balanced and power_law_class: per-class frequencies follow the target distribution.
+"""uniform_class_resampling and power_law_class: per-class frequencies follow the target distribution.
 
 Statistical tolerance. Per epoch, class c gets floor(L q_c) or ceil(L q_c) draws
 (L draws per epoch), so its count is within 1 of L q_c *deterministically*; the
@@ -29,15 +29,15 @@ def check_frequencies(ranks, target, epochs=100):
 
 
 @pytest.mark.parametrize("world_size", [1, 2, 3])
-def test_class_balanced_is_uniform_over_classes_on_a_long_tail(world_size):
-    ranks = all_ranks("class_balanced", LONG_TAIL, 6, world_size)
+def test_uniform_class_resampling_is_uniform_over_classes_on_a_long_tail(world_size):
+    ranks = all_ranks("uniform_class_resampling", LONG_TAIL, 6, world_size)
     np.testing.assert_allclose(ranks[0].target_class_frequencies, np.full(10, 0.1))
     check_frequencies(ranks, np.full(10, 0.1))
 
 
-def test_class_balanced_skips_empty_classes():
+def test_uniform_class_resampling_skips_empty_classes():
     dataset = LabelsOnly(np.array([0] * 30 + [2] * 10), num_classes=4)
-    sampler = all_ranks("class_balanced", dataset, 4, 1)[0]
+    sampler = all_ranks("uniform_class_resampling", dataset, 4, 1)[0]
     np.testing.assert_allclose(sampler.target_class_frequencies, [0.5, 0, 0.5, 0])
     check_frequencies([sampler], np.array([0.5, 0, 0.5, 0]), epochs=20)
 
@@ -63,8 +63,8 @@ def test_power_law_rankings():
 
 
 def test_epoch_length_options():
-    assert len(all_ranks("class_balanced", LONG_TAIL, 8, 2)[0]) == (611 // 16) * 8
-    assert len(all_ranks("class_balanced", LONG_TAIL, 8, 2, drop_last=False)[0]) == 306
+    assert len(all_ranks("uniform_class_resampling", LONG_TAIL, 8, 2)[0]) == (611 // 16) * 8
+    assert len(all_ranks("uniform_class_resampling", LONG_TAIL, 8, 2, drop_last=False)[0]) == 306
     assert len(all_ranks("power_law_class", LONG_TAIL, 8, 2, num_batches_per_epoch=3)[0]) == 24
 
 

@@ -16,7 +16,7 @@ PARAMS = {name: EXAMPLE_PARAMS.get(name, {}) for name in SAMPLER_NAMES}
 
 
 def test_the_built_in_samplers_are_among_the_tested_ones():
-    assert {"distributed_shuffle", "class_imbalanced", "class_balanced", "power_law_class"} <= set(SAMPLER_NAMES)
+    assert {"distributed_shuffle", "class_imbalanced", "uniform_class_resampling", "power_law_class"} <= set(SAMPLER_NAMES)
 
 
 @pytest.mark.parametrize("name", SAMPLER_NAMES)
@@ -40,7 +40,7 @@ def test_same_seed_and_epoch_give_the_same_batches(name):
     assert not np.array_equal(global_batches(a, 7), global_batches(c, 7))
 
 
-@pytest.mark.parametrize("name", ["distributed_shuffle", "class_imbalanced", "class_balanced"])
+@pytest.mark.parametrize("name", ["distributed_shuffle", "class_imbalanced", "uniform_class_resampling"])
 @pytest.mark.parametrize("world_size", [2, 3])
 def test_ranks_get_disjoint_indices_when_no_repeat_is_needed(name, world_size):
     # 6 balanced classes of 48: every sampler can fill an epoch without repeating an image.
@@ -113,7 +113,7 @@ def test_bad_common_arguments_fail_naming_them(name, bad):
         build_sampler({"NAME": name, "PARAMS": PARAMS[name]}, **context)
 
 
-@pytest.mark.parametrize("name", ["class_imbalanced", "class_balanced", "power_law_class"])
+@pytest.mark.parametrize("name", ["class_imbalanced", "uniform_class_resampling", "power_law_class"])
 def test_class_samplers_need_targets(name):
     class Unlabelled:
         def __len__(self):

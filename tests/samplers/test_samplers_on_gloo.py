@@ -20,7 +20,7 @@ TARGETS = np.arange(480) % 12  # balanced, so no sampler has to repeat an image 
 CASES = {
     "distributed_shuffle": {},
     "class_imbalanced": {"classes_per_batch": K},
-    "class_balanced": {},
+    "uniform_class_resampling": {},
     "power_law_class": {"alpha": 1.0},
 }
 
@@ -44,13 +44,13 @@ def _free_port():
 
 def _worker(rank, port, out_dir):
     # The sampler classes themselves: discovering every plugin of the project is not needed in the workers.
-    from ssl_ext.samplers.class_balanced import ClassBalancedSampler
+    from ssl_ext.samplers.uniform_class_resampling import UniformClassResamplingSampler
     from ssl_ext.samplers.class_imbalanced import ClassImbalancedSampler
     from ssl_ext.samplers.distributed_shuffle import DistributedShuffleSampler
     from ssl_ext.samplers.power_law_class import PowerLawClassSampler
 
     classes = {"distributed_shuffle": DistributedShuffleSampler, "class_imbalanced": ClassImbalancedSampler,
-               "class_balanced": ClassBalancedSampler, "power_law_class": PowerLawClassSampler}
+               "uniform_class_resampling": UniformClassResamplingSampler, "power_law_class": PowerLawClassSampler}
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE)
     results = {}
     for name, params in CASES.items():

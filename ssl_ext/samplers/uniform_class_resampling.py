@@ -1,4 +1,7 @@
-"""``class_balanced``: every class is drawn with the same probability (re-balancing).
+"""``uniform_class_resampling``: every class is drawn with the same probability (re-balancing).
+
+Formerly ``class_balanced``, a name that still works (with a logged note) but read as the
+hidden-uniform-prior paper's "class-balanced batches", which this sampler is not (below).
 
 Class-balanced re-sampling, the classic remedy for long-tailed supervised
 learning (e.g. Kang et al., "Decoupling Representation and Classifier for
@@ -25,11 +28,11 @@ from registry import register_sampler
 from ssl_ext.samplers.class_weighted_base import ClassWeightedSampler
 
 
-@register_sampler("class_balanced")
-class ClassBalancedSampler(ClassWeightedSampler):
+@register_sampler("uniform_class_resampling", aliases=("class_balanced",))
+class UniformClassResamplingSampler(ClassWeightedSampler):
     """Uniform over the classes present in the dataset."""
 
-    owner = "class_balanced sampler"
+    owner = "uniform_class_resampling sampler"
 
     def __init__(
         self, dataset: Any, batch_size: int, rank: int, world_size: int, seed: int, drop_last: bool = True,
