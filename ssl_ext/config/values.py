@@ -141,6 +141,8 @@ RULES: Dict[str, Any] = {
     "config.BENCHMARK.LINEAR.FAST.LEARNING_RATES": Each(POSITIVE),
     "config.BENCHMARK.LINEAR.FAST.WEIGHT_DECAYS": Each(NON_NEGATIVE),
     "config.BENCHMARK.LINEAR.FAST.BATCH_SIZE": POSITIVE_INT,
+    "config.BENCHMARK.LINEAR.FAST.MOMENTUM": Number(low=0, high=1),
+    "config.BENCHMARK.LINEAR.FAST.SCHEDULE": Choice(["cosine", "constant"]),
     "config.BENCHMARK.LOW_SHOT.PERCENTS": Each(Number(low=0, high=100, open_low=True)),
     "config.BENCHMARK.LOW_SHOT.PER_CLASS": Each(POSITIVE_INT),
     "config.BENCHMARK.LOW_SHOT.NUM_DRAWS": POSITIVE_INT,

@@ -177,6 +177,23 @@ def test_fast_and_protocol_linear_eval_agree_on_the_same_features(results, model
     assert fast["top1"] >= FLOORS["simclr"][1]
 
 
+def test_fast_probe_ignores_the_pretraining_optimizer_and_follows_its_own_schedule(models, _digits_cfg, tmp_path):
+    """A method's warm-up or momentum must not change its probe; FAST.SCHEDULE/MOMENTUM do."""
+    probe = {"BENCHMARK.LINEAR.FAST.NUM_EPOCHS": 3, "BENCHMARK.LINEAR.FAST.LEARNING_RATES": [0.3],
+             "BENCHMARK.LINEAR.FAST.WEIGHT_DECAYS": [0.0], "BENCHMARK.LINEAR.FAST.BATCH_SIZE": 64}
+
+    def top1(name, **overrides):
+        return run_engine(_digits_cfg, tmp_path / name, "linear_eval", models["simclr"], **probe, **overrides)["rows"][0]["top1"]
+
+    plain = top1("plain")
+    assert top1("pretraining_optimizer", **{
+        "OPTIMIZER.LR_SCHEDULE.WARMUP_EPOCHS": 2.0, "OPTIMIZER.NUM_EPOCHS": 3, "OPTIMIZER.PARAMS.momentum": 0.0,
+        "OPTIMIZER.PARAMS.nesterov": True}) == plain
+    changed = {top1("constant", **{"BENCHMARK.LINEAR.FAST.SCHEDULE": "constant"}),
+               top1("no_momentum", **{"BENCHMARK.LINEAR.FAST.MOMENTUM": 0.0})}
+    assert plain not in changed, (plain, changed)
+
+
 def test_protocol_mode_with_augmentation(models, _digits_cfg, tmp_path):
     """VISSL's recipe with the benchmark's random-crop augmentation, evaluated every epoch."""
     result = run_engine(_digits_cfg, tmp_path, "linear_eval", models["supervised"], **{
