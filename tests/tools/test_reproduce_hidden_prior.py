@@ -116,7 +116,7 @@ def test_plan_errors_are_one_line(tmp_path, capsys):
 
 # cpu: 7 methods x 4 arms + 4 random-init trunks + pixels; per class order (3): MSN, 3 PMSN, SwAV, 3 prior-matching SwAV,
 # 2 random-init trunks, pixels. full: 7 methods x 2 arms; MSN, 3 PMSN, SwAV, 3 prior-matching SwAV.
-@pytest.mark.parametrize("plan, runs", [("study/cpu/hidden_prior", 62), ("study/full/hidden_prior_imagenet_inat18", 22)])
+@pytest.mark.parametrize("plan, runs", [("study/cpu/hidden_prior", 74), ("study/full/hidden_prior_imagenet_inat18", 22)])
 def test_dry_run_composes_every_config_of_the_shipped_plans(plan, runs, tmp_path, capsys):
     """Every run config of the CPU and the full (SLURM, ImageNet/iNat18) plans composes and validates."""
     assert tool.main(["--plan", plan, "--out", str(tmp_path), "--dry-run", "config.SLURM.PARTITION=gpu"]) == 0
