@@ -124,9 +124,10 @@ def test_dry_run_composes_every_config_of_the_shipped_plans(plan, runs, tmp_path
     assert len(lines) == runs
     assert all("config.SLURM.PARTITION=gpu" in line for line in lines)
     assert any("classes_per_batch: 1}" in line or "classes_per_batch: 8}" in line for line in lines)
-    # PMSN and prior-matching SwAV, 3 taus each (cpu: x 3 class orders)
-    assert sum("PARAMS: {tau:" in line for line in lines) == (18 if "cpu" in plan else 6)
+    # PMSN and prior-matching SwAV (cpu: and prior-matching DINO), 3 taus each (cpu: x 3 class orders)
+    assert sum("PARAMS: {tau:" in line for line in lines) == (27 if "cpu" in plan else 6)
     assert sum("pretrain/pswav" in line for line in lines) == (9 if "cpu" in plan else 3)
+    assert sum("pretrain/pdino" in line for line in lines) == (9 if "cpu" in plan else 0)
     for method in ("mae", "data2vec", "swav", "dino"):
         assert any(line.startswith(f"sampler/{method}_") for line in lines), method
     assert not os.listdir(tmp_path)  # nothing was written
