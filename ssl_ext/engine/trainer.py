@@ -370,7 +370,8 @@ class NonFiniteStateError(RunStopped, FloatingPointError):
             f"Non-finite values (NaN/Inf) in the training state at epoch {task.epoch}, iteration {task.iteration}: "
             f"{shown or 'on another rank'}. This state was not saved. Last good checkpoint: {last}. "
             "Lower config.OPTIMIZER.BASE_LR, set config.OPTIMIZER.CLIP_GRAD_NORM, or disable AMP, then relaunch the "
-            "same command: it resumes from that checkpoint."
+            "same command with that change (and config.CHECKPOINT.ALLOW_RECIPE_CHANGE=true for the optimizer's): it "
+            "resumes from that checkpoint."
         )
 
 

@@ -25,5 +25,6 @@ class NanGuardHook(SSLHook):
             f"Non-finite loss at epoch {task.epoch}, iteration {task.iteration}, batch {task.step_in_epoch} of the epoch: "
             f"{', '.join(f'{k}={v}' for k, v in sorted(terms.items()))} (non-finite: {', '.join(sorted(bad))}). "
             f"Last good checkpoint: {last}. Lower config.OPTIMIZER.BASE_LR, set config.OPTIMIZER.CLIP_GRAD_NORM, "
-            f"or disable AMP, then resume."
+            f"or disable AMP, then relaunch the same command with that change (and "
+            f"config.CHECKPOINT.ALLOW_RECIPE_CHANGE=true for the optimizer's): it resumes from that checkpoint."
         )

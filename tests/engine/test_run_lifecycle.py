@@ -140,8 +140,14 @@ def test_a_non_finite_state_is_never_saved_and_the_named_checkpoint_resumes_with
     path, state = newest_state(tmp_path)
     assert path.endswith("model_iteration00000002.torch")
     assert ckpt.nonfinite_tensors(state) == []
-    # The advice: lower the learning rate and relaunch the same command (without the fault).
-    assert cli(tmp_path, "config.OPTIMIZER.MAX_ITERATIONS=6", "config.OPTIMIZER.BASE_LR=0.01") == 0
+    # The advice: lower the learning rate and relaunch the same command (without the fault). A changed
+    # optimizer is a changed recipe: refused, naming the key, until it is allowed explicitly.
+    assert "ALLOW_RECIPE_CHANGE=true" in err
+    assert cli(tmp_path, "config.OPTIMIZER.MAX_ITERATIONS=6", "config.OPTIMIZER.BASE_LR=0.01") == 2
+    refused = capsys.readouterr().err
+    assert "Traceback" not in refused and "OPTIMIZER.BASE_LR" in refused and "ALLOW_RECIPE_CHANGE" in refused
+    assert cli(tmp_path, "config.OPTIMIZER.MAX_ITERATIONS=6", "config.OPTIMIZER.BASE_LR=0.01",
+               "config.CHECKPOINT.ALLOW_RECIPE_CHANGE=true") == 0
     path, state = newest_state(tmp_path)
     assert state["iteration"] == 6 and ckpt.nonfinite_tensors(state) == []
     records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl") if '"loss"' in line]
@@ -155,6 +161,22 @@ def test_a_diverging_run_stops_naming_a_checkpoint_that_is_finite_everywhere(tmp
     assert code == 1 and "Traceback" not in err and "Last good checkpoint: " in err
     named = err.split("Last good checkpoint: ")[1].split(". ")[0]
     assert ckpt.nonfinite_tensors(torch_load(named)) == []
+
+
+def test_a_finished_run_is_not_reported_under_an_edited_recipe_but_more_epochs_continue_it(tmp_path, capsys):
+    assert cli(tmp_path, "config.OPTIMIZER.MAX_ITERATIONS=2") == 0
+    done_before = open(tmp_path / "DONE").read()
+    # The edited config (another learning rate, another loss temperature, another seed) stops, listing each key.
+    code = cli(tmp_path, "config.OPTIMIZER.MAX_ITERATIONS=2", "config.OPTIMIZER.BASE_LR=0.5", "config.SEED_VALUE=3")
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and err.count("error:") == 1
+    assert str(tmp_path) in err and "OPTIMIZER.BASE_LR:" in err and "SEED_VALUE: 0 -> 3" in err
+    assert "new config.CHECKPOINT.DIR" in err and "ALLOW_RECIPE_CHANGE=true" in err
+    assert open(tmp_path / "DONE").read() == done_before  # nothing changed
+    # Not recipe: the run's length (a longer run continues), logging and mixed precision.
+    assert cli(tmp_path, "config.OPTIMIZER.MAX_ITERATIONS=3", "config.HOOKS.LOG_FREQUENCY=5",
+               "config.MODEL.AMP.DTYPE=float16") == 0
+    assert torch_load(newest_state(tmp_path)[0])["iteration"] == 3
 
 
 # ------------------------------------------------------------------------------------ full disk
