@@ -23,6 +23,7 @@ from ssl_ext.utils.io import path_manager, read_text
 
 DONE_FILE = "DONE"
 TRAIN_CONFIG_FILE = "train_config.yaml"
+_ABSENT = object()
 # What trains the weights. Not in it: the run's length (more epochs continue a run), where the images are
 # read from and where their views are cut (same distribution), mixed precision, logging, hooks, machine
 # and launcher.
@@ -59,7 +60,9 @@ def recipe_of(config: DictConfig) -> Dict[str, Any]:
     """``config``'s recipe keys as ``{dotted key: value}`` (lists are values)."""
     flat: Dict[str, Any] = {}
     for key in RECIPE_KEYS:
-        node = OmegaConf.select(config, key)
+        node = OmegaConf.select(config, key, default=_ABSENT)
+        if node is _ABSENT:
+            continue
         value = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
         flat.update(_flat(value, key))
     return {k: v for k, v in flat.items() if not any(k == n or k.startswith(n + ".") for n in NOT_RECIPE_KEYS)}
@@ -73,12 +76,22 @@ def recipe_changes(cfg: DictConfig) -> List[str]:
         return []
     saved = OmegaConf.create(read_text(saved_path))
     before, now = recipe_of(saved.config), recipe_of(cfg.config)
+    # A framework key the run's config lacks came with a later ssl_ext version, whose default keeps the old
+    # behaviour; a plugin parameter (not in defaults.yaml) given on one side only is a change.
+    framework = _framework_keys()
     absent = "<absent>"
     return [
         f"{key}: {before.get(key, absent)!r} -> {now.get(key, absent)!r}"
         for key in sorted(set(before) | set(now))
-        if before.get(key, absent) != now.get(key, absent)
+        if before.get(key, absent) != now.get(key, absent) and (key in before or key not in framework)
     ]
+
+
+def _framework_keys() -> frozenset:
+    from ssl_ext.config.paths import config_root
+
+    defaults = OmegaConf.load(os.path.join(str(config_root()), "defaults.yaml"))
+    return frozenset(recipe_of(defaults.config))
 
 
 def check_same_recipe(cfg: DictConfig) -> None:

@@ -179,6 +179,22 @@ def test_a_finished_run_is_not_reported_under_an_edited_recipe_but_more_epochs_c
     assert torch_load(newest_state(tmp_path)[0])["iteration"] == 3
 
 
+def test_recipe_changes_ignore_framework_keys_an_older_run_lacks_but_not_plugin_parameters(tmp_path):
+    from omegaconf import OmegaConf
+
+    from ssl_ext.config import compose_config, save_config
+    from ssl_ext.engine.run_state import recipe_changes
+
+    cfg = compose_config([*TINY, f"config.CHECKPOINT.DIR={tmp_path}"])
+    saved = OmegaConf.to_container(cfg, resolve=True)
+    del saved["config"]["DATA"]["TRAIN"]["LONG_TAIL"]["CLASS_ORDER_SEED"]  # a key added by a later version
+    save_config(OmegaConf.create(saved), str(tmp_path / "train_config.yaml"))
+    assert recipe_changes(cfg) == []
+    del saved["config"]["LOSS"]["PARAMS"]["temperature"]  # the plugin's default then, 0.2 given now
+    save_config(OmegaConf.create(saved), str(tmp_path / "train_config.yaml"))
+    assert recipe_changes(cfg) == ["LOSS.PARAMS.temperature: '<absent>' -> 0.2"]
+
+
 # ------------------------------------------------------------------------------------ full disk
 @pytest.fixture
 def small_filesystem(tmp_path):
