@@ -45,6 +45,7 @@ def main(argv=None) -> int:
     from ssl_ext.studies.hidden_prior.plan import PlanError
     from ssl_ext.studies.hidden_prior.study import command_line, dry_run, run_study
     from ssl_ext.config import ConfigError
+    from ssl_ext.errors import UserError
 
     try:
         if args.dry_run:
@@ -52,9 +53,10 @@ def main(argv=None) -> int:
             return 0
         study = run_study(args.plan, args.overrides, args.out, command=command_line() if argv is None else
                           " ".join(["tools/reproduce_hidden_prior.py", *argv]))
-    except (PlanError, ConfigError, RegistryError, FileNotFoundError) as exc:
+    except (PlanError, ConfigError, RegistryError, FileNotFoundError, UserError) as exc:
+        # UserError: a run refused by the train engine (e.g. a run dir trained with another recipe).
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return int(getattr(exc, "exit_code", 2))
     print(f"Report: {study['report']['markdown']}  ({study['seconds'] / 60:.1f} min)")
     return 0
 

@@ -105,6 +105,19 @@ def test_rerun_reuses_finished_runs(smoke_study, capsys):
         assert run["results"]["linear"]["rows"] == before[run["key"]]["results"]["linear"]["rows"]
 
 
+def test_rerun_with_an_edited_recipe_stops_instead_of_reporting_the_old_runs(smoke_study, capsys):
+    out, _ = smoke_study
+    report_before = (out / "report.md").read_text()
+    capsys.readouterr()
+    code = tool.main(["--plan", "study/smoke/hidden_prior", "--out", str(out), "sampler_study.enabled=false",
+                      "evaluation.random_init_baseline=false", "evaluation.pixels_baseline=false", "prior_study.class_orders=[1]",
+                      "config.OPTIMIZER.BASE_LR=0.123"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and err.count("error:") == 1
+    assert "prior/msn/order1/seed0" in err and "OPTIMIZER.BASE_LR:" in err and "0.123" in err
+    assert (out / "report.md").read_text() == report_before
+
+
 def test_plan_errors_are_one_line(tmp_path, capsys):
     assert tool.main(["--plan", "study/smoke/hidden_prior", "--out", str(tmp_path), "sampler_study.epoch=2"]) == 2
     assert "Did you mean 'sampler_study.epochs'" in capsys.readouterr().err
