@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from ssl_ext.errors import UserError
+from ssl_ext.utils.containers import flatten, plain
 from ssl_ext.utils.io import path_manager, read_text
 
 DONE_FILE = "DONE"
@@ -47,24 +48,13 @@ def planned_iterations(cfg: DictConfig) -> Dict[str, int]:
     return {"NUM_EPOCHS": int(cfg.config.OPTIMIZER.NUM_EPOCHS), "MAX_ITERATIONS": int(cfg.config.OPTIMIZER.MAX_ITERATIONS)}
 
 
-def _flat(node: Any, prefix: str) -> Dict[str, Any]:
-    if isinstance(node, dict):
-        out: Dict[str, Any] = {}
-        for key, value in node.items():
-            out.update(_flat(value, f"{prefix}.{key}"))
-        return out
-    return {prefix: node}
-
-
 def recipe_of(config: DictConfig) -> Dict[str, Any]:
     """``config``'s recipe keys as ``{dotted key: value}`` (lists are values)."""
     flat: Dict[str, Any] = {}
     for key in RECIPE_KEYS:
         node = OmegaConf.select(config, key, default=_ABSENT)
-        if node is _ABSENT:
-            continue
-        value = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
-        flat.update(_flat(value, key))
+        if node is not _ABSENT:
+            flat.update(flatten(plain(node), key))
     return {k: v for k, v in flat.items() if not any(k == n or k.startswith(n + ".") for n in NOT_RECIPE_KEYS)}
 
 

@@ -19,7 +19,7 @@ from ssl_ext.engine.builders import build_hooks
 from ssl_ext.engine.optimizers.param_groups import build_optimizer
 from ssl_ext.engine.model import make_teacher
 from ssl_ext.engine.run_lock import RunDirectoryInUse, RunLock
-from ssl_ext.engine.run_state import DONE_FILE, finished_run, planned_iterations
+from ssl_ext.engine.run_state import DONE_FILE, TRAIN_CONFIG_FILE, finished_run, planned_iterations
 from ssl_ext.engine.trainer import Task, train
 from ssl_ext.utils import distributed as dist_utils
 from ssl_ext.utils.io import atomic_write_text, path_manager
@@ -102,7 +102,7 @@ def train_engine(cfg: DictConfig) -> Dict[str, Any]:
         if c.CHECKPOINT.AUTO_RESUME:
             task.try_auto_resume()
         if dist_utils.is_primary():
-            save_config(cfg, os.path.join(run_dir, "train_config.yaml"))
+            save_config(cfg, os.path.join(run_dir, TRAIN_CONFIG_FILE))
         summary = train(task)
         if dist_utils.is_primary():
             record = {**summary, "max_iterations": task.max_iterations, "planned": planned_iterations(cfg)}

@@ -12,7 +12,7 @@ import glob
 import importlib.util
 import os
 from numbers import Number
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from omegaconf import OmegaConf
 
@@ -46,15 +46,6 @@ def config_dict(task) -> Dict[str, Any]:
 
 def config_yaml(task) -> str:
     return OmegaConf.to_yaml(task.cfg, resolve=True)
-
-
-def flatten(tree: Any, prefix: str = "") -> Iterator[Tuple[str, Any]]:
-    """``("config.OPTIMIZER.BASE_LR", 0.1)`` pairs of a nested config; lists stay values."""
-    if isinstance(tree, dict):
-        for key, value in tree.items():
-            yield from flatten(value, f"{prefix}.{key}" if prefix else str(key))
-    else:
-        yield prefix, tree
 
 
 def run_plots(run_dir: str) -> List[str]:

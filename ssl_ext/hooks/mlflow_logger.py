@@ -5,6 +5,7 @@ import time
 from registry import register_hook
 from ssl_ext.hooks import _tracking
 from ssl_ext.hooks.base import SSLHook
+from ssl_ext.utils.containers import flatten
 
 RUN_ID_FILE = "mlflow_run_id.txt"
 PLOTS_FOLDER = "plots"
@@ -73,7 +74,7 @@ class MlflowLoggerHook(SSLHook):
         from mlflow.entities import Param
 
         params = [
-            Param(key, str(value)[:MAX_PARAM_VALUE_CHARS]) for key, value in _tracking.flatten(_tracking.config_dict(task))
+            Param(key, str(value)[:MAX_PARAM_VALUE_CHARS]) for key, value in flatten(_tracking.config_dict(task))
         ]
         for start in range(0, len(params), MAX_PARAMS_PER_BATCH):
             self.client.log_batch(self.run_id, params=params[start:start + MAX_PARAMS_PER_BATCH])
