@@ -195,6 +195,21 @@ def test_recipe_changes_ignore_framework_keys_an_older_run_lacks_but_not_plugin_
     assert recipe_changes(cfg) == ["LOSS.PARAMS.temperature: '<absent>' -> 0.2"]
 
 
+def test_machines_hooks_data_paths_and_mixed_precision_are_not_a_new_recipe(tmp_path):
+    from ssl_ext.config import compose_config, save_config
+    from ssl_ext.engine.run_state import recipe_changes
+
+    save_config(compose_config([*TINY, f"config.CHECKPOINT.DIR={tmp_path}"]), str(tmp_path / "train_config.yaml"))
+    moved = compose_config([*TINY, f"config.CHECKPOINT.DIR={tmp_path}", "config.MACHINE.NUM_THREADS=2",
+                            "config.HOOKS.PLOT_CURVES=true", "config.DATA.TRAIN.DATA_PATHS=[/elsewhere]",
+                            "config.DATA.TRAIN.AUGMENT_ON=device", "config.MODEL.AMP.DTYPE=float16",
+                            "config.OPTIMIZER.NUM_EPOCHS=7", "config.DISTRIBUTED.NUM_PROC_PER_NODE=2"])
+    assert recipe_changes(moved) == []
+    edited = compose_config([*TINY, f"config.CHECKPOINT.DIR={tmp_path}", "config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=5"])
+    assert recipe_changes(edited) == ["DATA.TRAIN.BATCHSIZE_PER_REPLICA: " + repr(
+        compose_config(TINY).config.DATA.TRAIN.BATCHSIZE_PER_REPLICA) + " -> 5"]
+
+
 # ------------------------------------------------------------------------------------ full disk
 @pytest.fixture
 def small_filesystem(tmp_path):
