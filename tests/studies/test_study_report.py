@@ -97,3 +97,29 @@ def test_control_arm_verdict_reads_the_other_way_round():
     assert "as the paper predicts" in _control_verdict(0.5, significant=False)
     assert "does not predict" in _control_verdict(2.0, significant=True)
     assert "predicts no change" in _control_verdict(-2.0, significant=True)
+
+
+def test_a_sampler_method_can_train_for_its_own_number_of_epochs(tmp_path):
+    from ssl_ext.config import compose_config
+    from ssl_ext.studies.hidden_prior.runs import build_runs
+    from ssl_ext.studies.hidden_prior.study import _sampler_epochs
+
+    path = tmp_path / "plan.yaml"
+    path.write_text(
+        "prior_study: {enabled: false}\ndata_subset: null\nseeds: [0]\nevaluation: {random_init_baseline: false, pixels_baseline: false}\n"
+        "sampler_study:\n  epochs: 6\n  arms: [{key: k10, classes_per_batch: 10}, {key: k1, classes_per_batch: 1}]\n"
+        "  methods:\n    - {key: simclr, label: SimCLR, config: study/cpu/pretrain/simclr}\n"
+        "    - {key: mae, label: MAE, config: study/cpu/pretrain/mae, expect_drop: false, epochs: 60,\n"
+        "       overrides: ['config.OPTIMIZER.NUM_EPOCHS=2']}\n")
+    plan = load_plan(str(path), [])
+    runs = {run.name: run for run in build_runs(plan, [])}
+    assert sorted(runs) == ["mae_k1", "mae_k10", "simclr_k1", "simclr_k10"]
+    # The composed config of each run, as the study launches it: the method's own length wins over the study's
+    # and over an epochs override inside the method's own overrides.
+    epochs = {name: compose_config([f"config={run.config}", *run.overrides]).config.OPTIMIZER.NUM_EPOCHS
+              for name, run in runs.items()}
+    assert epochs == {"mae_k1": 60, "mae_k10": 60, "simclr_k1": 6, "simclr_k10": 6}
+    assert _sampler_epochs(plan["sampler_study"]) == "6 epochs (MAE: 60)"
+    assert _sampler_epochs({"epochs": 6, "methods": [{"key": "simclr"}]}) == "6 epochs"
+    with pytest.raises(PlanError, match=r"sampler_study.methods\[mae\].epochs must be an int >= 1, got 0"):
+        load_plan(str(path), ["sampler_study.methods=[{key: mae, config: study/cpu/pretrain/mae, epochs: 0}]"])

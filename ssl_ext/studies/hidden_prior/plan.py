@@ -49,7 +49,8 @@ DEFAULT_PLAN: Dict[str, Any] = {
     "sampler_study": {
         "enabled": True,
         "epochs": 10,
-        # [{key, label, config, overrides}]: methods pretrained in every arm.
+        # [{key, label, config, overrides, expect_drop, epochs}]: methods pretrained in every arm; a method's own
+        # epochs replaces the study's (masked-image models are trained far longer than joint-embedding ones).
         "methods": [],
         # [{key, label, classes_per_batch}]: class_imbalanced sampler arms; the first is the reference of the drop.
         "arms": [],
@@ -81,7 +82,7 @@ DEFAULT_PLAN: Dict[str, Any] = {
 METHOD_KEYS = {"key", "label", "config", "overrides"}
 # expect_drop (sampler study, default true): false for the paper's control arms (MAE, data2vec: no volume-maximizing
 # term over the batch), for which it predicts no drop; the report's verdict then reads the other way round.
-SAMPLER_METHOD_KEYS = METHOD_KEYS | {"expect_drop"}
+SAMPLER_METHOD_KEYS = METHOD_KEYS | {"expect_drop", "epochs"}
 ARM_KEYS = {"key", "label", "classes_per_batch"}
 PRIOR_METHOD_KEYS = METHOD_KEYS | {"prior_of"}
 
@@ -138,11 +139,11 @@ def validate(plan: Dict[str, Any], origin: str) -> Dict[str, Any]:
                 raise PlanError(f"{origin}: prior_study.methods: the key {method['key']!r} is taken by the study's own runs")
         if not prior["taus"] or any(isinstance(t, bool) or not isinstance(t, (int, float)) or t < 0 for t in prior["taus"]):
             raise PlanError(f"{origin}: prior_study.taus must be a non-empty list of numbers >= 0, got {prior['taus']!r}")
-    for key in ("epochs",):
-        for study in ("sampler_study", "prior_study"):
-            value = plan[study][key]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise PlanError(f"{origin}: {study}.{key} must be an int >= 1, got {value!r}")
+    epochs = [(f"{study}.epochs", plan[study]["epochs"]) for study in ("sampler_study", "prior_study")]
+    epochs += [(f"sampler_study.methods[{m['key']}].epochs", m["epochs"]) for m in sampler["methods"] if "epochs" in m]
+    for where, value in epochs:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise PlanError(f"{origin}: {where} must be an int >= 1, got {value!r}")
     orders = plan["prior_study"]["class_orders"]
     if not orders or any(isinstance(o, bool) or not isinstance(o, int) or o < 0 for o in orders):
         raise PlanError(f"{origin}: prior_study.class_orders must be a non-empty list of ints >= 0 (class-order seeds), got {orders!r}")

@@ -61,6 +61,11 @@ def build_runs(plan: Dict[str, Any], data_overrides: List[str]) -> List[RunSpec]
     return runs
 
 
+def method_epochs(study: Dict[str, Any], method: Dict[str, Any]) -> int:
+    """A sampler-study method's training length: its own ``epochs``, else the study's."""
+    return int(method.get("epochs", study["epochs"]))
+
+
 def _sampler_runs(study: Dict[str, Any], common: List[str], seed: int, baseline: bool, pixels: bool = False) -> List[RunSpec]:
     """Each method in each arm: the class_imbalanced sampler with the arm's K on the balanced data."""
     base = common + list(study["overrides"])
@@ -70,7 +75,7 @@ def _sampler_runs(study: Dict[str, Any], common: List[str], seed: int, baseline:
             arm_overrides = [
                 "config.DATA.TRAIN.SAMPLER.NAME=class_imbalanced",
                 f"config.DATA.TRAIN.SAMPLER.PARAMS={{classes_per_batch: {arm['classes_per_batch']}}}",
-                f"config.OPTIMIZER.NUM_EPOCHS={study['epochs']}",
+                f"config.OPTIMIZER.NUM_EPOCHS={method_epochs(study, method)}",
             ]
             runs.append(RunSpec(
                 "sampler", f"{method['key']}_{arm['key']}", method["config"],

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ssl_ext.studies.hidden_prior.idx_subset import write_idx_subset
 from ssl_ext.studies.hidden_prior.plan import load_plan
-from ssl_ext.studies.hidden_prior.runs import build_runs, run_one
+from ssl_ext.studies.hidden_prior.runs import build_runs, method_epochs, run_one
 from ssl_ext.studies.hidden_prior.sections import prior_section, sampler_section
 from ssl_ext.benchmarks.results import json_safe
 from ssl_ext.utils.io import atomic_write_text
@@ -112,6 +112,13 @@ def run_study(plan_name: str, overrides: List[str] = (), out: Optional[str] = No
     return study
 
 
+def _sampler_epochs(sampler: Dict[str, Any]) -> str:
+    """``6 epochs`` or, when some methods train for their own length, ``6 epochs (MAE: 60)``."""
+    own = [f"{m.get('label', m['key'])}: {method_epochs(sampler, m)}" for m in sampler["methods"]
+           if method_epochs(sampler, m) != sampler["epochs"]]
+    return f"{sampler['epochs']} epochs" + (f" ({', '.join(own)})" if own else "")
+
+
 def write_report(study: Dict[str, Any], out: str) -> Dict[str, Any]:
     plan, records = study["plan"], study["runs"]
     sections, summary, plots = [], {}, []
@@ -120,7 +127,7 @@ def write_report(study: Dict[str, Any], out: str) -> Dict[str, Any]:
         arms = ", ".join(f"{a['label']} (K = {a['classes_per_batch']})" for a in plan["sampler_study"]["arms"])
         sections.append(
             "## 1. Sampler study (the paper's Table 1 design)\n\n"
-            f"Every method is pretrained {plan['sampler_study']['epochs']} epochs on the class-balanced train set, once per "
+            f"Every method is pretrained {_sampler_epochs(plan['sampler_study'])} on the class-balanced train set, once per "
             f"sampler arm: {arms}. The class_imbalanced sampler puts exactly K classes in every batch while each class keeps "
             "its marginal frequency; the first arm is the reference of the drop. Linear probe (fast mode, on frozen trunk "
             "features) and kNN on the balanced val images, top-1 %. k-means τ is the power-law exponent fitted to the sorted "
